@@ -1,0 +1,260 @@
+"""The composition root: builds every collaborator from a Config and runs the service.
+
+Nothing else creates long-lived objects; collaborators are passed in, never looked up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from appliance import __version__, oci, tunnel, tunnel_policy
+from appliance.accesslog import AccessLog
+from appliance.ca import CertificateAuthority, LeafCertificates, expiry_warning
+from appliance.cache import BlobCache, CacheIndex, FilesystemBlobStore, ManifestCache
+from appliance.config import Config, RegistryConfig, Scheme, normalize_host
+from appliance.errors import ApplianceError, ErrorCode, RegistryError
+from appliance.events import EventBus, RequestKind
+from appliance.registry_api import RegistryProxy, error_response
+from appliance.server import ConnContext, ConnectRefused, FrontDoor, TunnelIO
+from appliance.setup_scripts import systemd_script
+from appliance.upstream import UpstreamClient
+
+log = logging.getLogger("appliance.engine")
+
+
+@dataclass
+class Engine:
+    """A running appliance: front door, cache, upstream client and event bus."""
+
+    config: Config
+    ca: CertificateAuthority
+    events: EventBus = field(default_factory=EventBus)
+    started: float = field(default_factory=time.time)
+    listen_addresses: list[tuple[str, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.leafs = LeafCertificates(self.ca)
+        self.upstream = UpstreamClient(self.config)
+        index = CacheIndex(self.config.cache_dir / "index.sqlite3")
+        self.blobs = BlobCache(
+            FilesystemBlobStore(self.config.cache_dir),
+            index,
+            max_size=self.config.cache.max_size,
+            inactive=self.config.cache.inactive,
+            min_free_disk=self.config.cache.min_free_disk,
+        )
+        self.manifests = ManifestCache(self.blobs)
+        self.proxy = RegistryProxy(
+            config=lambda: self.config,
+            upstream=self.upstream,
+            blobs=self.blobs,
+            manifests=self.manifests,
+            events=self.events,
+        )
+        self.access_log = AccessLog(self.config.log_format)
+        self.events.add_listener(self.access_log)
+        self.door = FrontDoor(
+            handler=self.handle,
+            intercept=self.intercept,
+            tunnel=self.serve_tunnel,
+            timeouts=self.config.timeouts,
+        )
+        self.own_addresses: set[str] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.upstream.start()
+        await self.blobs.start()
+        self.listen_addresses = await self.door.listen(self.config.listen_host, self.config.listen_port)
+        self.own_addresses = tunnel_policy.own_interface_addresses() | {a for a, _ in self.listen_addresses}
+
+    async def close(self) -> None:
+        await self.door.close()
+        await self.blobs.close()
+        await self.upstream.close()
+
+    def apply(self, config: Config) -> None:
+        """Swap in a new configuration without dropping connections (hot reload)."""
+        self.config = config
+        self.upstream.reconfigure(config)
+
+    # -- routing ---------------------------------------------------------------------------------
+
+    def intercepted(self, host: str, port: int) -> RegistryConfig | None:
+        name = host if port == 443 else f"{host}:{port}"
+        registry = self.config.registry_for(name)
+        if registry is not None:
+            return registry
+        for candidate in self.config.registries:
+            if normalize_host(name) in (normalize_host(h) for h in candidate.auth_hosts):
+                return RegistryConfig(host=name)
+        return None
+
+    async def intercept(self, host: str, port: int) -> ssl.SSLContext | None:
+        if self.intercepted(host, port) is None:
+            return None
+        return await self.leafs.server_context_async(host)
+
+    async def serve_tunnel(self, host: str, port: int, io: TunnelIO) -> None:
+        decision = await tunnel_policy.check_tunnel(
+            self.config.tunnel, host, port, own_addresses=self.own_addresses, resolve=self.resolve_for_tunnel
+        )
+        if not decision.allowed:
+            log.info("CONNECT %s:%d from %s refused: %s", host, port, io.client, decision.reason)
+            await io.refuse(403, decision.reason)
+            return
+        timeouts = self.config.timeouts
+        try:
+            up_reader, up_writer = await tunnel.open_upstream(
+                decision.addresses, decision.port, timeouts.proxy_connect_connect
+            )
+        except (OSError, TimeoutError) as exc:
+            await io.refuse(502, f"cannot connect to {host}:{port}: {exc}")
+            return
+        await io.send_ok()
+        await tunnel.splice(io.reader, io.writer, up_reader, up_writer, timeouts.proxy_connect_read)
+
+    async def resolve_for_tunnel(self, host: str, port: int) -> tuple[list[str], int]:
+        for override in self.config.resolve:
+            if normalize_host(override.host) == normalize_host(host) and override.port in (None, port):
+                return [override.address], override.address_port
+        return await tunnel_policy.default_resolve(host, port)
+
+    async def handle(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
+        try:
+            return await self._handle(request, context)
+        except RegistryError as exc:
+            return error_response(exc)
+
+    async def _handle(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
+        target = context.target
+        if target is not None:
+            host, _, port = target.partition(":")
+            registry = self.intercepted(host, int(port) if port else 443)
+            if registry is None:  # removed by a hot reload while the tunnel was open
+                raise RegistryError(404, ErrorCode.NAME_UNKNOWN, f"{target} is no longer served")
+            kind = RequestKind.TOKEN if self.config.registry_for(target) is None else None
+            return await self.proxy.handle(request, registry, request.rel_url.path_qs, context.client, kind=kind)
+        if request.url.is_absolute() and request.url.scheme == "http" and request.raw_path.startswith("http"):
+            return await self._forward_plain_http(request, context)
+        path = request.path
+        if path == "/" or path == "/healthz":
+            return self._health(request)
+        if path == "/ca.crt":
+            return web.Response(body=self.ca.cert_pem, content_type="application/x-x509-ca-cert")
+        if path == "/setup/systemd":
+            return web.Response(text=systemd_script(_base_url(request)), content_type="text/x-shellscript")
+        if path == "/v2" or path.startswith("/v2/"):
+            return await self._mirror(request, context)
+        raise RegistryError(404, ErrorCode.NAME_UNKNOWN, f"nothing is served at {path}")
+
+    def _health(self, request: web.BaseRequest) -> web.Response:
+        body = {
+            "service": "registry-appliance",
+            "version": __version__,
+            "status": "ok",
+            "uptime": round(time.time() - self.started, 1),
+            "message": "docker-registry-proxy: The docker caching proxy is working!",
+        }
+        return web.json_response(body)
+
+    async def _forward_plain_http(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
+        host = request.url.host or ""
+        name = host if request.url.port in (None, 80) else f"{host}:{request.url.port}"
+        registry = self.config.registry_for(name)
+        if registry is None or registry.scheme is not Scheme.HTTP:
+            raise RegistryError(
+                403, ErrorCode.DENIED, f"plain-HTTP forwarding is only for configured http registries, not {name}"
+            )
+        return await self.proxy.handle(request, registry, request.url.path_qs, context.client)
+
+    async def _mirror(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
+        """Mirror mode: ``?ns=``, then a ``/v2/<registry>/`` path prefix, then Docker Hub."""
+        query = request.rel_url.query
+        rest = request.path[len("/v2") :]
+        ns = query.get("ns")
+        registry: RegistryConfig | None
+        if ns:
+            registry = self.config.registry_for(ns)
+            if registry is None:
+                raise RegistryError(404, ErrorCode.NAME_UNKNOWN, f"registry {ns} is not served by this appliance")
+        else:
+            first = rest.lstrip("/").split("/", 1)[0]
+            if first and ("." in first or ":" in first or first == "localhost") and rest.count("/") >= 2:
+                registry = self.config.registry_for(first)
+                if registry is None:
+                    raise RegistryError(
+                        404, ErrorCode.NAME_UNKNOWN, f"registry {first} is not served by this appliance"
+                    )
+                rest = rest.lstrip("/")[len(first) :]
+            else:
+                registry = self.config.registry_for("docker.io")
+                if registry is None:
+                    raise RegistryError(404, ErrorCode.NAME_UNKNOWN, "Docker Hub is not served")
+        kept = [(k, v) for k, v in query.items() if k != "ns"]
+        qs = "&".join(f"{k}={v}" for k, v in kept)
+        path_qs = "/v2" + (rest or "/") + (f"?{qs}" if qs else "")
+        return await self.proxy.handle(request, registry, path_qs, context.client)
+
+
+def _base_url(request: web.BaseRequest) -> str:
+    host = request.headers.get("Host") or "localhost:3128"
+    return f"http://{host}"
+
+
+async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT."""
+    loop = asyncio.get_running_loop()
+    ca = await loop.run_in_executor(None, CertificateAuthority.load_or_create, config.ca_cert_path, config.ca_key_path)
+    warning = expiry_warning(ca)
+    if warning:
+        log.warning("%s", warning)
+    engine = Engine(config=config, ca=ca)
+    await engine.start()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    addresses = ", ".join(f"{h}:{p}" for h, p in engine.listen_addresses)
+    served = " ".join(r.host for r in config.registries)
+    log.info("registry-appliance %s listening on %s; intercepting %s", __version__, addresses, served)
+    log.info("CA %s (fingerprint %s)", config.ca_cert_path, ca.fingerprint_sha256)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await engine.close()
+
+
+def run(config: Config) -> int:
+    """Entry point of ``appliance run``: returns the process exit status."""
+    logging.basicConfig(
+        level=logging.DEBUG if config.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for directory in (config.cache_dir, config.ca_dir, config.control_socket.parent):
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    try:
+        asyncio.run(serve(config))
+    except ApplianceError as exc:
+        log.error("%s", exc)
+        return 2
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+__all__ = ["ConnectRefused", "Engine", "oci", "run", "serve"]

@@ -1,0 +1,554 @@
+"""The registry API as the appliance serves it: cache first, upstream when needed.
+
+One ``RegistryProxy.handle`` call serves one client request for one upstream registry, whichever
+way it arrived (a MITM tunnel or mirror mode), and publishes exactly one event for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from appliance import oci
+from appliance.cache import BlobCache, BlobReader, BlobSource, ManifestCache
+from appliance.config import Config, RegistryConfig
+from appliance.errors import ErrorCode, IntegrityError, RegistryError, UpstreamError
+from appliance.events import CacheStatus, Event, EventBus, RequestKind
+from appliance.oci import Endpoint, Route
+from appliance.upstream import UpstreamClient, UpstreamResponse
+
+log = logging.getLogger("appliance.registry")
+
+CHUNK = 256 * 1024
+PASSTHROUGH_BODY_LIMIT = 64 * 1024
+# Response headers worth relaying from an upstream to a client; everything else (cookies, CDN
+# and hop-by-hop headers) stays behind.
+RELAY_HEADERS = (
+    "Content-Type",
+    "Content-Length",
+    "Content-Range",
+    "Docker-Content-Digest",
+    "Docker-Distribution-API-Version",
+    "Docker-Upload-UUID",
+    "WWW-Authenticate",
+    "Location",
+    "Link",
+    "Range",
+    "Retry-After",
+    "OCI-Subject",
+    "OCI-Filters-Applied",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "Docker-RateLimit-Source",
+    "Warning",
+)
+# Request headers a client may send that the upstream needs to see on pass-through requests.
+FORWARD_HEADERS = ("Accept", "Content-Type", "Content-Length", "Content-Range", "Range", "User-Agent")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class UpstreamAnswer(RegistryError):
+    """An upstream answer other than success, relayed to the client as it came (401, 404, ...)."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        super().__init__(status, ErrorCode.UNAVAILABLE, f"upstream answered {status}", headers=headers)
+        self.raw_body = body
+
+    def body(self) -> bytes:
+        return self.raw_body
+
+
+@dataclass(slots=True)
+class Draft:
+    """The event being built for the current request."""
+
+    client: str
+    registry: str
+    method: str
+    route: Route
+    path_qs: str
+    started: float = field(default_factory=time.monotonic)
+    status: CacheStatus = CacheStatus.BYPASS
+    http_status: int = 200
+    bytes: int = 0
+    upstream_status: int | None = None
+    message: str = ""
+    kind_override: RequestKind | None = None
+
+    def kind(self) -> RequestKind:
+        if self.kind_override is not None:
+            return self.kind_override
+        return {
+            Endpoint.BLOB: RequestKind.BLOB,
+            Endpoint.MANIFEST: RequestKind.MANIFEST,
+            Endpoint.TAGS: RequestKind.TAG,
+            Endpoint.UPLOAD: RequestKind.UPLOAD,
+        }.get(self.route.endpoint, RequestKind.OTHER)
+
+    def event(self) -> Event:
+        return Event(
+            time=time.time(),
+            client=self.client,
+            registry=self.registry,
+            repository=self.route.repository,
+            kind=self.kind(),
+            reference=self.route.reference,
+            status=self.status,
+            method=self.method,
+            http_status=self.http_status,
+            bytes=self.bytes,
+            duration=time.monotonic() - self.started,
+            upstream_status=self.upstream_status,
+            message=self.message,
+        )
+
+
+@dataclass
+class RegistryProxy:
+    """Serves registry API requests for configured registries through the cache."""
+
+    config: Callable[[], Config]
+    upstream: UpstreamClient
+    blobs: BlobCache
+    manifests: ManifestCache
+    events: EventBus
+
+    async def handle(
+        self,
+        request: web.BaseRequest,
+        registry: RegistryConfig,
+        path_qs: str,
+        client: str,
+        *,
+        kind: RequestKind | None = None,
+    ) -> web.StreamResponse:
+        """Serve ``request`` for ``registry``; ``path_qs`` is the upstream path and query."""
+        path = path_qs.split("?", 1)[0]
+        route = oci.parse_route(path)
+        draft = Draft(
+            client=client,
+            registry=registry.host,
+            method=request.method,
+            route=route,
+            path_qs=path_qs,
+            kind_override=kind,
+        )
+        try:
+            response = await self._route(request, registry, route, path, draft)
+        except RegistryError as exc:
+            draft.status = CacheStatus.ERROR if not isinstance(exc, UpstreamAnswer) else draft.status
+            draft.http_status = exc.status
+            if not draft.message:
+                draft.message = exc.message
+            response = error_response(exc)
+        except UpstreamError as exc:
+            draft.status = CacheStatus.ERROR
+            draft.message = exc.message
+            status = 429 if exc.status == 429 else 502
+            code = ErrorCode.TOOMANYREQUESTS if status == 429 else ErrorCode.UNAVAILABLE
+            draft.http_status = status
+            response = error_response(RegistryError(status, code, f"upstream {registry.host}: {exc.message}"))
+        if draft.status is CacheStatus.ERROR:
+            log.warning(
+                "%s %s %s %s: %s", registry.host, route.repository or "-", request.method, path, draft.message
+            )
+        self.events.publish(draft.event())
+        return response
+
+    async def _route(
+        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, path: str, draft: Draft
+    ) -> web.StreamResponse:
+        method = request.method
+        endpoint = route.endpoint
+        if endpoint is Endpoint.V1:
+            raise oci.v1_refused(registry.host)
+        if method not in ("GET", "HEAD"):
+            if not self.config().effective_allow_push(registry):
+                raise oci.push_disabled(method, registry.host)
+            return await self._relay(request, registry, route, draft, actions=("pull", "push"))
+        if endpoint is Endpoint.PING:
+            return await self._ping(request, registry, draft)
+        if endpoint is Endpoint.BLOB:
+            return await self._blob(request, registry, route, draft)
+        if endpoint is Endpoint.MANIFEST:
+            return await self._manifest(request, registry, route, draft)
+        return await self._relay(request, registry, route, draft)
+
+    # -- /v2/ ----------------------------------------------------------------------------------
+
+    async def _ping(self, request: web.BaseRequest, registry: RegistryConfig, draft: Draft) -> web.StreamResponse:
+        try:
+            return await self._relay(request, registry, Route(Endpoint.PING), draft)
+        except UpstreamError as exc:
+            # Offline: cached images stay pullable, and clients ping /v2/ before anything else.
+            draft.message = f"upstream unreachable, answering /v2/ locally: {exc.message}"
+            draft.status = CacheStatus.STALE
+            return web.Response(body=b"{}", content_type="application/json", headers=[oci.API_VERSION_HEADER])
+
+    # -- blobs ---------------------------------------------------------------------------------
+
+    async def _blob(
+        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, draft: Draft
+    ) -> web.StreamResponse:
+        digest = route.reference
+        client_auth = request.headers.get("Authorization")
+        if request.method == "HEAD":
+            reader = await self.blobs.open(registry.host, digest)
+            if reader is None:
+                return await self._relay(request, registry, route, draft)
+            try:
+                draft.status = CacheStatus.HIT
+                return web.Response(status=200, headers=_blob_headers(digest, reader.size))
+            finally:
+                await reader.close()
+
+        async def fetch() -> BlobSource:
+            answer = await self.upstream.request(
+                registry,
+                "GET",
+                f"/v2/{route.repository}/blobs/{digest}",
+                repository=route.repository,
+                client_authorization=client_auth,
+            )
+            draft.upstream_status = answer.status
+            if answer.status != 200:
+                raise await _answer_error(answer)
+            length = answer.headers.get("Content-Length")
+            return BlobSource(
+                size=int(length) if length and length.isdigit() else None,
+                chunks=answer.chunks(CHUNK),
+                close=answer.release,
+            )
+
+        reader = await self.blobs.open_or_fill(registry.host, route.repository, digest, fetch)
+        draft.status = reader.status
+        try:
+            return await self._send_blob(request, reader, digest, draft)
+        finally:
+            await reader.close()
+
+    async def _send_blob(
+        self, request: web.BaseRequest, reader: BlobReader, digest: str, draft: Draft
+    ) -> web.StreamResponse:
+        size = reader.size
+        span = _parse_range(request.headers.get("Range"), size)
+        if span == "unsatisfiable":
+            raise RegistryError(416, ErrorCode.BLOB_UNKNOWN, "requested range not satisfiable",
+                                headers={"Content-Range": f"bytes */{size}"})
+        headers = _blob_headers(digest, size)
+        if reader.path is not None and size is not None:
+            # A committed file: aiohttp's FileResponse does Range and uses sendfile where it can.
+            headers.pop("Content-Length", None)
+            response = web.FileResponse(reader.path, chunk_size=CHUNK, headers=headers)
+            await response.prepare(request)  # type: ignore[arg-type]
+            draft.http_status = response.status
+            draft.bytes = response.content_length or 0
+            return response
+        start, end = (0, size) if span is None else span
+        response = web.StreamResponse(status=200 if span is None else 206, headers=headers)
+        if span is not None and size is not None:
+            response.headers["Content-Range"] = f"bytes {start}-{(end or size) - 1}/{size}"
+        if end is not None:
+            response.content_length = end - start
+        draft.http_status = response.status
+        await response.prepare(request)
+        try:
+            async for chunk in reader.chunks(start, end):
+                await response.write(chunk)
+                draft.bytes += len(chunk)
+        except (IntegrityError, UpstreamError) as exc:
+            # Headers are gone already: cut the connection so the client's own check fails.
+            draft.status = CacheStatus.ERROR
+            draft.message = f"blob {digest} failed mid-stream: {exc.message}"
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        await response.write_eof()
+        return response
+
+    # -- manifests -----------------------------------------------------------------------------
+
+    async def _manifest(
+        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, draft: Draft
+    ) -> web.StreamResponse:
+        accepted = oci.parse_accept(request.headers.getall("Accept", []))
+        head = request.method == "HEAD"
+        if route.is_digest:
+            stored = await self.manifests.get_by_digest(registry.host, route.reference)
+            if stored is not None:
+                draft.status = CacheStatus.HIT
+                return _manifest_response(stored.body, stored.media_type, stored.digest, head, draft)
+            if head:
+                return await self._relay(request, registry, route, draft)
+            return await self._fetch_manifest(request, registry, route, draft, accepted, None)
+
+        klass = oci.accept_class(accepted)
+        record = await self.manifests.get_tag(registry.host, route.repository, route.reference, klass)
+        stored = None
+        if record is not None:
+            stored = await self.manifests.get_by_digest(registry.host, record.digest)
+        if record is not None and stored is not None:
+            ttl = self._tag_ttl(registry, route.reference)
+            if time.time() - record.fetched_at < ttl:
+                draft.status = CacheStatus.HIT
+                return _manifest_response(stored.body, stored.media_type, stored.digest, head, draft)
+            try:
+                check = await self.upstream.request(
+                    registry,
+                    "HEAD",
+                    f"/v2/{route.repository}/manifests/{route.reference}",
+                    headers=_accept_headers(accepted),
+                    repository=route.repository,
+                    client_authorization=request.headers.get("Authorization"),
+                )
+            except UpstreamError as exc:
+                return self._stale(stored.body, stored.media_type, stored.digest, head, draft, exc.message)
+            await check.release()
+            draft.upstream_status = check.status
+            if check.status == 429 or check.status >= 500:
+                return self._stale(
+                    stored.body, stored.media_type, stored.digest, head, draft, f"upstream answered {check.status}"
+                )
+            if check.status == 200 and check.headers.get("Docker-Content-Digest") == record.digest:
+                await self.manifests.touch_tag(registry.host, route.repository, route.reference, klass)
+                draft.status = CacheStatus.REVALIDATED
+                return _manifest_response(stored.body, stored.media_type, stored.digest, head, draft)
+            if check.status != 200 or head:
+                # A moved tag on HEAD: relay the upstream's own answer rather than spend a GET.
+                return _relay_head(check, draft)
+        elif head:
+            return await self._relay(request, registry, route, draft)
+        return await self._fetch_manifest(request, registry, route, draft, accepted, klass, stale=stored)
+
+    async def _fetch_manifest(
+        self,
+        request: web.BaseRequest,
+        registry: RegistryConfig,
+        route: Route,
+        draft: Draft,
+        accepted: tuple[str, ...],
+        klass: str | None,
+        stale: object | None = None,
+    ) -> web.StreamResponse:
+        try:
+            answer = await self.upstream.request(
+                registry,
+                "GET",
+                f"/v2/{route.repository}/manifests/{route.reference}",
+                headers=_accept_headers(accepted),
+                repository=route.repository,
+                client_authorization=request.headers.get("Authorization"),
+            )
+        except UpstreamError as exc:
+            fallback = await self._any_stale(registry, route, accepted)
+            if fallback is None:
+                raise
+            return self._stale(fallback.body, fallback.media_type, fallback.digest, False, draft, exc.message)
+        draft.upstream_status = answer.status
+        if answer.status != 200:
+            if answer.status == 429 or answer.status >= 500:
+                fallback = await self._any_stale(registry, route, accepted)
+                if fallback is not None:
+                    await answer.release()
+                    return self._stale(
+                        fallback.body, fallback.media_type, fallback.digest, False, draft,
+                        f"upstream answered {answer.status}",
+                    )
+            raise await _answer_error(answer)
+        try:
+            body = await answer.read(oci.MAX_MANIFEST_BYTES)
+        finally:
+            await answer.release()
+        media_type = oci.manifest_media_type(body, answer.headers.get("Content-Type"))
+        from appliance.digests import compute_digest  # noqa: PLC0415 - tiny helper, keeps imports flat
+
+        algorithm = route.reference.split(":", 1)[0] if route.is_digest else "sha256"
+        digest = compute_digest(body, algorithm)
+        if route.is_digest and digest != route.reference:
+            raise IntegrityError(registry.host, f"manifest {route.reference} arrived with digest {digest}")
+        announced = answer.headers.get("Docker-Content-Digest")
+        if announced and announced.startswith("sha256:") and not route.is_digest and announced != digest:
+            raise IntegrityError(registry.host, f"manifest digest header {announced} does not match body {digest}")
+        tag = None if route.is_digest else route.reference
+        await self.manifests.put(registry.host, route.repository, digest, media_type, body, tag, klass)
+        draft.status = CacheStatus.MISS
+        return _manifest_response(body, media_type, digest, False, draft)
+
+    async def _any_stale(self, registry: RegistryConfig, route: Route, accepted: tuple[str, ...]):  # type: ignore[no-untyped-def]
+        if route.is_digest:
+            return None
+        record = await self.manifests.get_tag(
+            registry.host, route.repository, route.reference, oci.accept_class(accepted)
+        )
+        if record is None:
+            return None
+        return await self.manifests.get_by_digest(registry.host, record.digest)
+
+    def _stale(
+        self, body: bytes, media_type: str, digest: str, head: bool, draft: Draft, why: str
+    ) -> web.StreamResponse:
+        draft.status = CacheStatus.STALE
+        draft.message = f"serving the cached manifest: {why}"
+        log.warning("%s %s:%s %s", draft.registry, draft.route.repository, draft.route.reference, draft.message)
+        return _manifest_response(body, media_type, digest, head, draft)
+
+    def _tag_ttl(self, registry: RegistryConfig, tag: str) -> float:
+        if registry.tag_ttl is not None:
+            return registry.tag_ttl
+        if registry.manifest_cache is False:
+            return 0.0
+        policy = self.config().manifest_cache
+        if registry.manifest_cache is True and not policy.enabled:
+            return policy.default_ttl
+        return policy.ttl_for(tag)
+
+    # -- pass-through --------------------------------------------------------------------------
+
+    async def _relay(
+        self,
+        request: web.BaseRequest,
+        registry: RegistryConfig,
+        route: Route,
+        draft: Draft,
+        *,
+        actions: tuple[str, ...] = ("pull",),
+    ) -> web.StreamResponse:
+        headers = {name: value for name in FORWARD_HEADERS if (value := request.headers.get(name)) is not None}
+        has_body = request.method in ("POST", "PUT", "PATCH") and (
+            request.content_length not in (None, 0) or request.headers.get("Transfer-Encoding") == "chunked"
+        )
+        answer = await self.upstream.request(
+            registry,
+            request.method,
+            draft.path_qs if route.endpoint is not Endpoint.PING else "/v2/",
+            headers=headers,
+            body=_body(request) if has_body else None,
+            repository=route.repository or None,
+            actions=actions,
+            client_authorization=request.headers.get("Authorization"),
+            follow_redirects=request.method in ("GET", "HEAD"),
+        )
+        draft.upstream_status = answer.status
+        draft.http_status = answer.status
+        draft.status = CacheStatus.BYPASS
+        return await relay_response(request, answer, draft)
+
+
+async def relay_response(request: web.BaseRequest, answer: UpstreamResponse, draft: Draft) -> web.StreamResponse:
+    """Stream an upstream answer to the client with the headers a registry client needs."""
+    try:
+        response = web.StreamResponse(status=answer.status)
+        for name in RELAY_HEADERS:
+            for value in answer.headers.getall(name, []):
+                response.headers.add(name, value)
+        length = answer.headers.get("Content-Length")
+        if request.method == "HEAD" or answer.status in (204, 304):
+            await response.prepare(request)
+            return response
+        if length is not None and length.isdigit():
+            response.content_length = int(length)
+        else:
+            response.headers.pop("Content-Length", None)
+        await response.prepare(request)
+        async for chunk in answer.chunks(CHUNK):
+            await response.write(chunk)
+            draft.bytes += len(chunk)
+        await response.write_eof()
+        return response
+    finally:
+        await answer.release()
+
+
+def _relay_head(answer: UpstreamResponse, draft: Draft) -> web.StreamResponse:
+    response = web.Response(status=answer.status)
+    for name in RELAY_HEADERS:
+        for value in answer.headers.getall(name, []):
+            response.headers.add(name, value)
+    draft.http_status = answer.status
+    draft.status = CacheStatus.BYPASS
+    return response
+
+
+async def _answer_error(answer: UpstreamResponse) -> UpstreamAnswer:
+    try:
+        body = b""
+        with contextlib.suppress(UpstreamError):
+            body = await answer.read(PASSTHROUGH_BODY_LIMIT)
+    finally:
+        await answer.release()
+    headers = {name: answer.headers[name] for name in RELAY_HEADERS if name in answer.headers}
+    headers.pop("Content-Length", None)
+    return UpstreamAnswer(answer.status, headers, body)
+
+
+def error_response(exc: RegistryError) -> web.Response:
+    headers = dict(exc.headers)
+    headers.setdefault("Content-Type", "application/json")
+    headers[oci.API_VERSION_HEADER[0]] = oci.API_VERSION_HEADER[1]
+    return web.Response(status=exc.status, body=exc.body(), headers=headers)
+
+
+def _manifest_response(body: bytes, media_type: str, digest: str, head: bool, draft: Draft) -> web.Response:
+    headers = {
+        "Content-Type": media_type,
+        "Docker-Content-Digest": digest,
+        "Etag": f'"{digest}"',
+        oci.API_VERSION_HEADER[0]: oci.API_VERSION_HEADER[1],
+    }
+    draft.http_status = 200
+    if head:
+        headers["Content-Length"] = str(len(body))
+        return web.Response(status=200, headers=headers)
+    draft.bytes = len(body)
+    return web.Response(status=200, body=body, headers=headers)
+
+
+def _blob_headers(digest: str, size: int | None) -> dict[str, str]:
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "Docker-Content-Digest": digest,
+        "Accept-Ranges": "bytes",
+        "Etag": f'"{digest}"',
+        "Cache-Control": "max-age=31536000",
+    }
+    if size is not None:
+        headers["Content-Length"] = str(size)
+    return headers
+
+
+def _accept_headers(accepted: tuple[str, ...]) -> dict[str, str]:
+    return {"Accept": ", ".join(accepted) if accepted else oci.FULL_ACCEPT}
+
+
+def _parse_range(header: str | None, size: int | None) -> tuple[int, int | None] | None | str:
+    """A single ``bytes=a-b`` range -> (start, end exclusive); None for whole body."""
+    if not header or size is None:
+        return None
+    match = _RANGE.match(header.strip())
+    if match is None:
+        return None  # multi-range or junk: serve the whole body, which RFC 9110 allows
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:
+        length = int(last)
+        if length == 0:
+            return "unsatisfiable"
+        return max(0, size - length), size
+    start = int(first)
+    end = min(int(last) + 1, size) if last else size
+    if start >= size or start >= end:
+        return "unsatisfiable"
+    return start, end
+
+
+async def _body(request: web.BaseRequest) -> AsyncIterator[bytes]:
+    async for chunk in request.content.iter_chunked(CHUNK):
+        yield chunk
+

@@ -1,0 +1,387 @@
+"""The front door: the one owner of client sockets on the listen port.
+
+Every connection starts in ``FrontDoorProtocol``, which looks at the first request line:
+
+* ``CONNECT host:port`` for a host the appliance serves: answer ``200``, terminate TLS with a leaf
+  certificate for that host (``loop.start_tls``), and hand the decrypted stream to aiohttp's
+  low-level HTTP server (``web.Server``), so requests inside the tunnel are ordinary aiohttp requests.
+* ``CONNECT`` to any other host: check the tunnel policy, then splice bytes untouched.
+* anything else: hand the connection, with the bytes already read, to the same aiohttp server
+  (``/ca.crt``, ``/``, ``/setup/...``, mirror-mode ``/v2/...``, absolute-URI ``http://`` requests).
+
+Two pitfalls shape this module (see docs/architecture.md): decrypted bytes can arrive before the
+protocol switch (so a small buffering protocol sits under ``start_tls`` until aiohttp takes over and
+receives whatever it buffered), and a transport must never be left to an unreferenced
+``StreamWriter`` (its finaliser closes the transport), so tunnels keep their writers alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from appliance.config import Timeouts
+
+log = logging.getLogger("appliance.server")
+
+MAX_CONNECT_HEAD = 16 * 1024
+CONNECT_OK = b"HTTP/1.1 200 Connection established\r\n\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnContext:
+    """Who is on a client connection and where it asked to go."""
+
+    client: str
+    target_host: str | None = None  # CONNECT target (intercepted tunnels only)
+    target_port: int | None = None
+
+    @property
+    def target(self) -> str | None:
+        if self.target_host is None:
+            return None
+        if self.target_port in (None, 443):
+            return self.target_host
+        return f"{self.target_host}:{self.target_port}"
+
+
+class ConnectRefused(Exception):
+    """A CONNECT the appliance will not serve; ``status`` and one-line ``reason`` go to the client."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+# (host, port) -> an SSL context for an intercepted host, or None when the host is not intercepted.
+InterceptLookup = Callable[[str, int], Awaitable[ssl.SSLContext | None]]
+# (host, port, client reader, client writer, context) -> serves a blind tunnel until it ends.
+TunnelServe = Callable[[str, int, "TunnelIO"], Awaitable[None]]
+Handler = Callable[[web.BaseRequest, ConnContext], Awaitable[web.StreamResponse]]
+
+
+@dataclass(slots=True)
+class TunnelIO:
+    """The client side of a blind tunnel, as streams; ``send_ok`` writes the 200 when ready."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    client: str
+
+    async def send_ok(self) -> None:
+        self.writer.write(CONNECT_OK)
+        await self.writer.drain()
+
+    async def refuse(self, status: int, reason: str) -> None:
+        self.writer.write(_plain_response(status, reason))
+        with contextlib.suppress(ConnectionError):
+            await self.writer.drain()
+        self.writer.close()
+
+
+@dataclass
+class FrontDoor:
+    """Accepts client connections and routes them; the only place that owns client sockets."""
+
+    handler: Handler
+    intercept: InterceptLookup
+    tunnel: TunnelServe
+    timeouts: Timeouts
+    tls_handshake_timeout: float = 30.0
+    _http: web.Server = field(init=False)
+    _contexts: weakref.WeakKeyDictionary[RequestHandler, ConnContext] = field(
+        init=False, default_factory=weakref.WeakKeyDictionary
+    )
+    _servers: list[asyncio.Server] = field(init=False, default_factory=list)
+    _tasks: set[asyncio.Task[None]] = field(init=False, default_factory=set)
+    # Tunnels keep their StreamWriters referenced here for their whole life (see module doc).
+    _tunnel_writers: set[asyncio.StreamWriter] = field(init=False, default_factory=set)
+
+    def __post_init__(self) -> None:
+        self._http = web.Server(
+            self._dispatch,
+            keepalive_timeout=self.timeouts.keepalive,
+            max_line_size=8190,
+            max_field_size=8190,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def listen(self, host: str, port: int) -> list[tuple[str, int]]:
+        loop = asyncio.get_running_loop()
+        hosts: str | list[str] | None = None if host in ("", "*") else host
+        server = await loop.create_server(lambda: FrontDoorProtocol(self), hosts, port, backlog=1024)
+        self._servers.append(server)
+        return [sock.getsockname()[:2] for sock in server.sockets]
+
+    async def close(self, timeout: float = 5.0) -> None:
+        for server in self._servers:
+            server.close()
+        for writer in list(self._tunnel_writers):
+            writer.close()
+        await self._http.shutdown(timeout)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=timeout)
+        for server in self._servers:
+            await server.wait_closed()
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- aiohttp side ----------------------------------------------------------------------------
+
+    def adopt_http(
+        self, transport: asyncio.Transport, context: ConnContext, initial: bytes, eof: bool
+    ) -> None:
+        """Give a connection (plain or decrypted) to the aiohttp server, with bytes already read."""
+        protocol = self._http()
+        self._contexts[protocol] = context
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if initial:
+            protocol.data_received(initial)
+        if eof:
+            protocol.eof_received()
+
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        context = self._contexts.get(request.protocol)  # type: ignore[arg-type]
+        if context is None:
+            peer = request.transport.get_extra_info("peername") if request.transport else None
+            context = ConnContext(client=_peer_str(peer))
+        return await self.handler(request, context)
+
+    # -- CONNECT ---------------------------------------------------------------------------------
+
+    async def handle_connect(
+        self, transport: asyncio.Transport, head: bytes, rest: bytes, client: str
+    ) -> None:
+        try:
+            host, port = parse_connect_target(head)
+        except ConnectRefused as exc:
+            _refuse(transport, exc.status, exc.reason)
+            log.info("CONNECT refused from %s: %s", client, exc.reason)
+            return
+        try:
+            context = await self.intercept(host, port)
+        except ConnectRefused as exc:
+            _refuse(transport, exc.status, exc.reason)
+            return
+        if context is None:
+            await self._blind_tunnel(transport, host, port, rest, client)
+            return
+        await self._intercept(transport, context, host, port, rest, client)
+
+    async def _intercept(
+        self,
+        transport: asyncio.Transport,
+        context: ssl.SSLContext,
+        host: str,
+        port: int,
+        rest: bytes,
+        client: str,
+    ) -> None:
+        if rest:
+            # A client that pipelines its ClientHello behind CONNECT before our 200: asyncio's
+            # start_tls cannot be handed bytes already read, so refuse rather than corrupt TLS.
+            _refuse(transport, 400, "data sent before the CONNECT was answered")
+            return
+        loop = asyncio.get_running_loop()
+        buffering = _Buffering()
+        transport.set_protocol(buffering)
+        transport.write(CONNECT_OK)
+        try:
+            tls = await loop.start_tls(
+                transport,
+                buffering,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=self.tls_handshake_timeout,
+            )
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
+            log.info("TLS handshake with %s for %s:%d failed: %s", client, host, port, exc)
+            transport.abort()
+            return
+        if tls is None:  # the client went away during the handshake
+            return
+        ctx = ConnContext(client=client, target_host=host, target_port=port)
+        self.adopt_http(tls, ctx, bytes(buffering.buffer), buffering.eof)
+
+    async def _blind_tunnel(
+        self, transport: asyncio.Transport, host: str, port: int, rest: bytes, client: str
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=256 * 1024, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        if rest:
+            reader.feed_data(rest)
+        transport.resume_reading()
+        self._tunnel_writers.add(writer)
+        try:
+            await self.tunnel(host, port, TunnelIO(reader, writer, client))
+        finally:
+            self._tunnel_writers.discard(writer)
+            if not writer.is_closing():
+                writer.close()
+
+
+class FrontDoorProtocol(asyncio.Protocol):
+    """Reads just enough of a new connection to route it."""
+
+    def __init__(self, door: FrontDoor) -> None:
+        self.door = door
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.client = "-"
+        self.timer: asyncio.TimerHandle | None = None
+        self.done = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.client = _peer_str(transport.get_extra_info("peername"))
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(self.door.timeouts.client_header, self._header_timeout)
+
+    def _header_timeout(self) -> None:
+        if not self.done and self.transport is not None:
+            self.done = True
+            _refuse(self.transport, 408, "request head not received in time")
+
+    def data_received(self, data: bytes) -> None:
+        if self.done or self.transport is None:
+            return
+        self.buffer += data
+        if len(self.buffer) < 8 and b"CONNECT ".startswith(bytes(self.buffer)):
+            return  # not enough to tell yet
+        if not self.buffer.startswith(b"CONNECT "):
+            self._hand_over(eof=False)
+            return
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buffer) > MAX_CONNECT_HEAD:
+                self.done = True
+                self._cancel_timer()
+                _refuse(self.transport, 431, "CONNECT request head too large")
+            return
+        self.done = True
+        self._cancel_timer()
+        head, rest = bytes(self.buffer[:end]), bytes(self.buffer[end + 4 :])
+        self.buffer.clear()
+        self.transport.pause_reading()
+        transport = self.transport
+        self.door.spawn(self._connect(transport, head, rest))
+
+    async def _connect(self, transport: asyncio.Transport, head: bytes, rest: bytes) -> None:
+        # Reading stays paused until the next protocol is in place (start_tls resumes it itself).
+        try:
+            await self.door.handle_connect(transport, head, rest, self.client)
+        except (ConnectionError, OSError) as exc:
+            log.debug("CONNECT from %s ended: %s", self.client, exc)
+            transport.abort()
+
+    def _hand_over(self, eof: bool) -> None:
+        assert self.transport is not None
+        self.done = True
+        self._cancel_timer()
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        self.door.adopt_http(self.transport, ConnContext(client=self.client), data, eof)
+
+    def eof_received(self) -> bool | None:
+        if not self.done and self.buffer and self.transport is not None:
+            self._hand_over(eof=True)
+            return True
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        self.done = True
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+class _Buffering(asyncio.Protocol):
+    """Sits under start_tls and keeps decrypted bytes that arrive before aiohttp takes over."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.eof = False
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        return True
+
+
+def parse_connect_target(head: bytes) -> tuple[str, int]:
+    """``CONNECT host:port HTTP/1.1`` -> (host, port); ConnectRefused(400) on anything else."""
+    line = head.split(b"\r\n", 1)[0]
+    parts = line.split(b" ")
+    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+        raise ConnectRefused(400, "malformed CONNECT request line")
+    try:
+        target = parts[1].decode("ascii")
+    except UnicodeDecodeError:
+        raise ConnectRefused(400, "CONNECT target is not ASCII") from None
+    if target.startswith("["):
+        end = target.find("]")
+        host, port_text = target[1:end], target[end + 2 :] if end > 0 else ""
+        if end < 0 or target[end + 1 : end + 2] != ":":
+            raise ConnectRefused(400, f"CONNECT target {target!r} needs host:port")
+    else:
+        host, sep, port_text = target.rpartition(":")
+        if not sep:
+            raise ConnectRefused(400, f"CONNECT target {target!r} needs host:port")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConnectRefused(400, f"CONNECT target {target!r} has an invalid port")
+    if not host or len(host) > 253 or any(c in host for c in "/@?#\\ \t"):
+        raise ConnectRefused(400, f"CONNECT target {target!r} is not a host name")
+    return host.lower().rstrip("."), int(port_text)
+
+
+_REASONS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 431: "Request Header Fields Too Large",
+            502: "Bad Gateway", 504: "Gateway Timeout"}
+
+
+def _plain_response(status: int, reason: str) -> bytes:
+    body = (reason + "\n").encode("utf-8", "replace")
+    return (
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+
+
+def _refuse(transport: asyncio.Transport, status: int, reason: str) -> None:
+    if transport.is_closing():
+        return
+    transport.write(_plain_response(status, reason))
+    transport.close()
+
+
+def _peer_str(peer: object) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = str(peer[0])
+        return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+    return "-"
