@@ -19,9 +19,9 @@ from aiohttp import web
 from appliance import __version__, oci, tunnel, tunnel_policy
 from appliance.accesslog import AccessLog
 from appliance.ca import CertificateAuthority, LeafCertificates, expiry_warning
-from appliance.cache import BlobCache, CacheIndex, FilesystemBlobStore, ManifestCache
-from appliance.config import Config, RegistryConfig, Scheme, normalize_host
-from appliance.errors import ApplianceError, ErrorCode, RegistryError
+from appliance.cache import BlobCache, ManifestCache
+from appliance.config import Config, RegistryConfig, ResolveOverride, Scheme, normalize_host
+from appliance.errors import ApplianceError, ErrorCode, RegistryError, UpstreamError
 from appliance.events import EventBus, RequestKind
 from appliance.registry_api import RegistryProxy, error_response
 from appliance.server import ConnContext, ConnectRefused, FrontDoor, TunnelIO
@@ -44,10 +44,8 @@ class Engine:
     def __post_init__(self) -> None:
         self.leafs = LeafCertificates(self.ca)
         self.upstream = UpstreamClient(self.config)
-        index = CacheIndex(self.config.cache_dir / "index.sqlite3")
-        self.blobs = BlobCache(
-            FilesystemBlobStore(self.config.cache_dir),
-            index,
+        self.blobs = BlobCache.on_disk(
+            self.config.cache_dir,
             max_size=self.config.cache.max_size,
             inactive=self.config.cache.inactive,
             min_free_disk=self.config.cache.min_free_disk,
@@ -106,29 +104,45 @@ class Engine:
         return await self.leafs.server_context_async(host)
 
     async def serve_tunnel(self, host: str, port: int, io: TunnelIO) -> None:
+        override = self._override(host, port)
         decision = await tunnel_policy.check_tunnel(
-            self.config.tunnel, host, port, own_addresses=self.own_addresses, resolve=self.resolve_for_tunnel
+            self.config.tunnel,
+            host,
+            port,
+            own_addresses=self.own_addresses,
+            own_ports={port for _, port in self.listen_addresses},
+            resolve=self._tunnel_resolver,
         )
         if not decision.allowed:
             log.info("CONNECT %s:%d from %s refused: %s", host, port, io.client, decision.reason)
-            await io.refuse(403, decision.reason)
+            await io.refuse(decision.http_status, decision.reason)
             return
         timeouts = self.config.timeouts
         try:
             up_reader, up_writer = await tunnel.open_upstream(
-                decision.addresses, decision.port, timeouts.proxy_connect_connect
+                list(decision.addresses),
+                override.address_port if override else port,
+                timeouts.proxy_connect_connect,
+                name=host,
             )
-        except (OSError, TimeoutError) as exc:
-            await io.refuse(502, f"cannot connect to {host}:{port}: {exc}")
+        except UpstreamError as exc:
+            await io.refuse(502, exc.message)
             return
         await io.send_ok()
         await tunnel.splice(io.reader, io.writer, up_reader, up_writer, timeouts.proxy_connect_read)
 
-    async def resolve_for_tunnel(self, host: str, port: int) -> tuple[list[str], int]:
+    def _override(self, host: str, port: int) -> ResolveOverride | None:
         for override in self.config.resolve:
             if normalize_host(override.host) == normalize_host(host) and override.port in (None, port):
-                return [override.address], override.address_port
-        return await tunnel_policy.default_resolve(host, port)
+                return override
+        return None
+
+    async def _tunnel_resolver(self, host: str, port: int) -> list[str]:
+        override = self._override(host, port)
+        if override is not None:
+            return [override.address]
+        resolver = tunnel_policy.system_resolver(ipv4_only=self.config.disable_ipv6)
+        return list(await resolver(host, port))
 
     async def handle(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
         try:

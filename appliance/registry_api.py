@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from appliance import oci
-from appliance.cache import BlobCache, BlobReader, BlobSource, ManifestCache
+from appliance.cache import BlobCache, BlobReader, BlobSource, ManifestCache, StoredManifest
 from appliance.config import Config, RegistryConfig
+from appliance.digests import Algorithm, digest_of, parse_digest
 from appliance.errors import ErrorCode, IntegrityError, RegistryError, UpstreamError
 from appliance.events import CacheStatus, Event, EventBus, RequestKind
 from appliance.oci import Endpoint, Route
@@ -238,18 +239,15 @@ class RegistryProxy:
     ) -> web.StreamResponse:
         size = reader.size
         span = _parse_range(request.headers.get("Range"), size)
-        if span == "unsatisfiable":
-            raise RegistryError(416, ErrorCode.BLOB_UNKNOWN, "requested range not satisfiable",
-                                headers={"Content-Range": f"bytes */{size}"})
         headers = _blob_headers(digest, size)
         if reader.path is not None and size is not None:
             # A committed file: aiohttp's FileResponse does Range and uses sendfile where it can.
             headers.pop("Content-Length", None)
-            response = web.FileResponse(reader.path, chunk_size=CHUNK, headers=headers)
-            await response.prepare(request)  # type: ignore[arg-type]
-            draft.http_status = response.status
-            draft.bytes = response.content_length or 0
-            return response
+            file_response = web.FileResponse(reader.path, chunk_size=CHUNK, headers=headers)
+            await file_response.prepare(request)
+            draft.http_status = file_response.status
+            draft.bytes = file_response.content_length or 0
+            return file_response
         start, end = (0, size) if span is None else span
         response = web.StreamResponse(status=200 if span is None else 206, headers=headers)
         if span is not None and size is not None:
@@ -324,7 +322,7 @@ class RegistryProxy:
                 return _relay_head(check, draft)
         elif head:
             return await self._relay(request, registry, route, draft)
-        return await self._fetch_manifest(request, registry, route, draft, accepted, klass, stale=stored)
+        return await self._fetch_manifest(request, registry, route, draft, accepted, klass)
 
     async def _fetch_manifest(
         self,
@@ -334,7 +332,6 @@ class RegistryProxy:
         draft: Draft,
         accepted: tuple[str, ...],
         klass: str | None,
-        stale: object | None = None,
     ) -> web.StreamResponse:
         try:
             answer = await self.upstream.request(
@@ -366,10 +363,8 @@ class RegistryProxy:
         finally:
             await answer.release()
         media_type = oci.manifest_media_type(body, answer.headers.get("Content-Type"))
-        from appliance.digests import compute_digest  # noqa: PLC0415 - tiny helper, keeps imports flat
-
-        algorithm = route.reference.split(":", 1)[0] if route.is_digest else "sha256"
-        digest = compute_digest(body, algorithm)
+        algorithm = parse_digest(route.reference).algorithm if route.is_digest else Algorithm.SHA256
+        digest = str(digest_of(body, algorithm))
         if route.is_digest and digest != route.reference:
             raise IntegrityError(registry.host, f"manifest {route.reference} arrived with digest {digest}")
         announced = answer.headers.get("Docker-Content-Digest")
@@ -380,7 +375,9 @@ class RegistryProxy:
         draft.status = CacheStatus.MISS
         return _manifest_response(body, media_type, digest, False, draft)
 
-    async def _any_stale(self, registry: RegistryConfig, route: Route, accepted: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    async def _any_stale(
+        self, registry: RegistryConfig, route: Route, accepted: tuple[str, ...]
+    ) -> StoredManifest | None:
         if route.is_digest:
             return None
         record = await self.manifests.get_tag(
@@ -526,8 +523,11 @@ def _accept_headers(accepted: tuple[str, ...]) -> dict[str, str]:
     return {"Accept": ", ".join(accepted) if accepted else oci.FULL_ACCEPT}
 
 
-def _parse_range(header: str | None, size: int | None) -> tuple[int, int | None] | None | str:
-    """A single ``bytes=a-b`` range -> (start, end exclusive); None for whole body."""
+def _parse_range(header: str | None, size: int | None) -> tuple[int, int] | None:
+    """A single ``bytes=a-b`` range -> (start, end exclusive); None for the whole body.
+
+    Raises the 416 RegistryError for a range that starts past the end.
+    """
     if not header or size is None:
         return None
     match = _RANGE.match(header.strip())
@@ -539,13 +539,19 @@ def _parse_range(header: str | None, size: int | None) -> tuple[int, int | None]
     if not first:
         length = int(last)
         if length == 0:
-            return "unsatisfiable"
+            raise _unsatisfiable(size)
         return max(0, size - length), size
     start = int(first)
     end = min(int(last) + 1, size) if last else size
     if start >= size or start >= end:
-        return "unsatisfiable"
+        raise _unsatisfiable(size)
     return start, end
+
+
+def _unsatisfiable(size: int) -> RegistryError:
+    return RegistryError(
+        416, ErrorCode.BLOB_UNKNOWN, "requested range not satisfiable", headers={"Content-Range": f"bytes */{size}"}
+    )
 
 
 async def _body(request: web.BaseRequest) -> AsyncIterator[bytes]:

@@ -21,9 +21,9 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -98,21 +98,18 @@ class FrontDoor:
     timeouts: Timeouts
     tls_handshake_timeout: float = 30.0
     _http: web.Server = field(init=False)
-    _contexts: weakref.WeakKeyDictionary[RequestHandler, ConnContext] = field(
-        init=False, default_factory=weakref.WeakKeyDictionary
-    )
     _servers: list[asyncio.Server] = field(init=False, default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(init=False, default_factory=set)
     # Tunnels keep their StreamWriters referenced here for their whole life (see module doc).
     _tunnel_writers: set[asyncio.StreamWriter] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
-        self._http = web.Server(
-            self._dispatch,
-            keepalive_timeout=self.timeouts.keepalive,
-            max_line_size=8190,
-            max_field_size=8190,
-        )
+        self._handler_options = {
+            "keepalive_timeout": self.timeouts.keepalive,
+            "max_line_size": 8190,
+            "max_field_size": 8190,
+        }
+        self._http = web.Server(self._dispatch, **self._handler_options)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -147,8 +144,9 @@ class FrontDoor:
         self, transport: asyncio.Transport, context: ConnContext, initial: bytes, eof: bool
     ) -> None:
         """Give a connection (plain or decrypted) to the aiohttp server, with bytes already read."""
-        protocol = self._http()
-        self._contexts[protocol] = context
+        protocol = _ContextHandler(
+            self._http, context, loop=asyncio.get_running_loop(), **self._handler_options
+        )
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         if initial:
@@ -157,8 +155,8 @@ class FrontDoor:
             protocol.eof_received()
 
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
-        context = self._contexts.get(request.protocol)  # type: ignore[arg-type]
-        if context is None:
+        context = getattr(request.protocol, "context", None)
+        if not isinstance(context, ConnContext):
             peer = request.transport.get_extra_info("peername") if request.transport else None
             context = ConnContext(client=_peer_str(peer))
         return await self.handler(request, context)
@@ -238,6 +236,16 @@ class FrontDoor:
             self._tunnel_writers.discard(writer)
             if not writer.is_closing():
                 writer.close()
+
+
+class _ContextHandler(RequestHandler):
+    """aiohttp's per-connection protocol, carrying who is on the connection and where it goes."""
+
+    __slots__ = ("context",)
+
+    def __init__(self, server: web.Server, context: ConnContext, **kwargs: Any) -> None:
+        super().__init__(server, **kwargs)
+        self.context = context
 
 
 class FrontDoorProtocol(asyncio.Protocol):
