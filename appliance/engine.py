@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from appliance import __version__, oci, tunnel, tunnel_policy
+from appliance import __version__, mirror, oci, tunnel, tunnel_policy
 from appliance.accesslog import AccessLog
 from appliance.ca import CertificateAuthority, LeafCertificates, expiry_warning
 from appliance.cache import BlobCache, ManifestCache
@@ -158,7 +158,9 @@ class Engine:
             if registry is None:  # removed by a hot reload while the tunnel was open
                 raise RegistryError(404, ErrorCode.NAME_UNKNOWN, f"{target} is no longer served")
             kind = RequestKind.TOKEN if self.config.registry_for(target) is None else None
-            return await self.proxy.handle(request, registry, request.rel_url.path_qs, context.client, kind=kind)
+            return await self.proxy.handle(
+                request, registry, request.rel_url.path_qs, context.client, kind=kind
+            )
         if request.url.is_absolute() and request.url.scheme == "http" and request.raw_path.startswith("http"):
             return await self._forward_plain_http(request, context)
         path = request.path
@@ -188,37 +190,15 @@ class Engine:
         registry = self.config.registry_for(name)
         if registry is None or registry.scheme is not Scheme.HTTP:
             raise RegistryError(
-                403, ErrorCode.DENIED, f"plain-HTTP forwarding is only for configured http registries, not {name}"
+                403,
+                ErrorCode.DENIED,
+                f"plain-HTTP forwarding is only for configured http registries, not {name}",
             )
         return await self.proxy.handle(request, registry, request.url.path_qs, context.client)
 
     async def _mirror(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
-        """Mirror mode: ``?ns=``, then a ``/v2/<registry>/`` path prefix, then Docker Hub."""
-        query = request.rel_url.query
-        rest = request.path[len("/v2") :]
-        ns = query.get("ns")
-        registry: RegistryConfig | None
-        if ns:
-            registry = self.config.registry_for(ns)
-            if registry is None:
-                raise RegistryError(404, ErrorCode.NAME_UNKNOWN, f"registry {ns} is not served by this appliance")
-        else:
-            first = rest.lstrip("/").split("/", 1)[0]
-            if first and ("." in first or ":" in first or first == "localhost") and rest.count("/") >= 2:
-                registry = self.config.registry_for(first)
-                if registry is None:
-                    raise RegistryError(
-                        404, ErrorCode.NAME_UNKNOWN, f"registry {first} is not served by this appliance"
-                    )
-                rest = rest.lstrip("/")[len(first) :]
-            else:
-                registry = self.config.registry_for("docker.io")
-                if registry is None:
-                    raise RegistryError(404, ErrorCode.NAME_UNKNOWN, "Docker Hub is not served")
-        kept = [(k, v) for k, v in query.items() if k != "ns"]
-        qs = "&".join(f"{k}={v}" for k, v in kept)
-        path_qs = "/v2" + (rest or "/") + (f"?{qs}" if qs else "")
-        return await self.proxy.handle(request, registry, path_qs, context.client)
+        target = mirror.route(self.config, request.path, request.rel_url.query)
+        return await self.proxy.handle(request, target.registry, target.path_qs, context.client)
 
 
 def _base_url(request: web.BaseRequest) -> str:
@@ -229,7 +209,9 @@ def _base_url(request: web.BaseRequest) -> str:
 async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT."""
     loop = asyncio.get_running_loop()
-    ca = await loop.run_in_executor(None, CertificateAuthority.load_or_create, config.ca_cert_path, config.ca_key_path)
+    ca = await loop.run_in_executor(
+        None, CertificateAuthority.load_or_create, config.ca_cert_path, config.ca_key_path
+    )
     warning = expiry_warning(ca)
     if warning:
         log.warning("%s", warning)

@@ -108,9 +108,7 @@ class EventBus:
             sub.queue.append(event)
             sub.wake.set()
 
-    def subscribe(
-        self, predicate: Callable[[Event], bool] | None = None, replay: int = 0
-    ) -> Subscription:
+    def subscribe(self, predicate: Callable[[Event], bool] | None = None, replay: int = 0) -> Subscription:
         sub = Subscription(collections.deque(), asyncio.Event(), predicate)
         if replay:
             recent = [e for e in self._ring if predicate is None or predicate(e)]

@@ -183,7 +183,9 @@ class RegistryProxy:
 
     # -- /v2/ ----------------------------------------------------------------------------------
 
-    async def _ping(self, request: web.BaseRequest, registry: RegistryConfig, draft: Draft) -> web.StreamResponse:
+    async def _ping(
+        self, request: web.BaseRequest, registry: RegistryConfig, draft: Draft
+    ) -> web.StreamResponse:
         try:
             return await self._relay(request, registry, Route(Endpoint.PING), draft)
         except UpstreamError as exc:
@@ -311,7 +313,12 @@ class RegistryProxy:
             draft.upstream_status = check.status
             if check.status == 429 or check.status >= 500:
                 return self._stale(
-                    stored.body, stored.media_type, stored.digest, head, draft, f"upstream answered {check.status}"
+                    stored.body,
+                    stored.media_type,
+                    stored.digest,
+                    head,
+                    draft,
+                    f"upstream answered {check.status}",
                 )
             if check.status == 200 and check.headers.get("Docker-Content-Digest") == record.digest:
                 await self.manifests.touch_tag(registry.host, route.repository, route.reference, klass)
@@ -354,7 +361,11 @@ class RegistryProxy:
                 if fallback is not None:
                     await answer.release()
                     return self._stale(
-                        fallback.body, fallback.media_type, fallback.digest, False, draft,
+                        fallback.body,
+                        fallback.media_type,
+                        fallback.digest,
+                        False,
+                        draft,
                         f"upstream answered {answer.status}",
                     )
             raise await _answer_error(answer)
@@ -369,7 +380,9 @@ class RegistryProxy:
             raise IntegrityError(registry.host, f"manifest {route.reference} arrived with digest {digest}")
         announced = answer.headers.get("Docker-Content-Digest")
         if announced and announced.startswith("sha256:") and not route.is_digest and announced != digest:
-            raise IntegrityError(registry.host, f"manifest digest header {announced} does not match body {digest}")
+            raise IntegrityError(
+                registry.host, f"manifest digest header {announced} does not match body {digest}"
+            )
         tag = None if route.is_digest else route.reference
         await self.manifests.put(registry.host, route.repository, digest, media_type, body, tag, klass)
         draft.status = CacheStatus.MISS
@@ -392,7 +405,9 @@ class RegistryProxy:
     ) -> web.StreamResponse:
         draft.status = CacheStatus.STALE
         draft.message = f"serving the cached manifest: {why}"
-        log.warning("%s %s:%s %s", draft.registry, draft.route.repository, draft.route.reference, draft.message)
+        log.warning(
+            "%s %s:%s %s", draft.registry, draft.route.repository, draft.route.reference, draft.message
+        )
         return _manifest_response(body, media_type, digest, head, draft)
 
     def _tag_ttl(self, registry: RegistryConfig, tag: str) -> float:
@@ -416,7 +431,9 @@ class RegistryProxy:
         *,
         actions: tuple[str, ...] = ("pull",),
     ) -> web.StreamResponse:
-        headers = {name: value for name in FORWARD_HEADERS if (value := request.headers.get(name)) is not None}
+        headers = {
+            name: value for name in FORWARD_HEADERS if (value := request.headers.get(name)) is not None
+        }
         has_body = request.method in ("POST", "PUT", "PATCH") and (
             request.content_length not in (None, 0) or request.headers.get("Transfer-Encoding") == "chunked"
         )
@@ -437,7 +454,9 @@ class RegistryProxy:
         return await relay_response(request, answer, draft)
 
 
-async def relay_response(request: web.BaseRequest, answer: UpstreamResponse, draft: Draft) -> web.StreamResponse:
+async def relay_response(
+    request: web.BaseRequest, answer: UpstreamResponse, draft: Draft
+) -> web.StreamResponse:
     """Stream an upstream answer to the client with the headers a registry client needs."""
     try:
         response = web.StreamResponse(status=answer.status)
@@ -550,11 +569,13 @@ def _parse_range(header: str | None, size: int | None) -> tuple[int, int] | None
 
 def _unsatisfiable(size: int) -> RegistryError:
     return RegistryError(
-        416, ErrorCode.BLOB_UNKNOWN, "requested range not satisfiable", headers={"Content-Range": f"bytes */{size}"}
+        416,
+        ErrorCode.BLOB_UNKNOWN,
+        "requested range not satisfiable",
+        headers={"Content-Range": f"bytes */{size}"},
     )
 
 
 async def _body(request: web.BaseRequest) -> AsyncIterator[bytes]:
     async for chunk in request.content.iter_chunked(CHUNK):
         yield chunk
-

@@ -104,7 +104,7 @@ class FrontDoor:
     _tunnel_writers: set[asyncio.StreamWriter] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
-        self._handler_options = {
+        self._handler_options: dict[str, Any] = {
             "keepalive_timeout": self.timeouts.keepalive,
             "max_line_size": 8190,
             "max_field_size": 8190,
@@ -120,16 +120,16 @@ class FrontDoor:
         self._servers.append(server)
         return [sock.getsockname()[:2] for sock in server.sockets]
 
-    async def close(self, timeout: float = 5.0) -> None:
+    async def close(self, grace: float = 5.0) -> None:
         for server in self._servers:
             server.close()
         for writer in list(self._tunnel_writers):
             writer.close()
-        await self._http.shutdown(timeout)
+        await self._http.shutdown(grace)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=timeout)
+            await asyncio.wait(self._tasks, timeout=grace)
         for server in self._servers:
             await server.wait_closed()
 
@@ -281,11 +281,12 @@ class FrontDoorProtocol(asyncio.Protocol):
             self._hand_over(eof=False)
             return
         end = self.buffer.find(b"\r\n\r\n")
+        if end > MAX_CONNECT_HEAD or (end < 0 and len(self.buffer) > MAX_CONNECT_HEAD):
+            self.done = True
+            self._cancel_timer()
+            _refuse(self.transport, 431, "CONNECT request head too large")
+            return
         if end < 0:
-            if len(self.buffer) > MAX_CONNECT_HEAD:
-                self.done = True
-                self._cancel_timer()
-                _refuse(self.transport, 431, "CONNECT request head too large")
             return
         self.done = True
         self._cancel_timer()
@@ -368,8 +369,14 @@ def parse_connect_target(head: bytes) -> tuple[str, int]:
     return host.lower().rstrip("."), int(port_text)
 
 
-_REASONS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 431: "Request Header Fields Too Large",
-            502: "Bad Gateway", 504: "Gateway Timeout"}
+_REASONS = {
+    400: "Bad Request",
+    403: "Forbidden",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+    502: "Bad Gateway",
+    504: "Gateway Timeout",
+}
 
 
 def _plain_response(status: int, reason: str) -> bytes:

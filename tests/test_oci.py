@@ -8,7 +8,11 @@ DIGEST = "sha256:" + "a" * 64
 
 def test_routes_manifests_by_tag_and_digest_with_nested_names() -> None:
     route = oci.parse_route("/v2/library/alpine/manifests/3.20")
-    assert (route.endpoint, route.repository, route.reference) == (Endpoint.MANIFEST, "library/alpine", "3.20")
+    assert (route.endpoint, route.repository, route.reference) == (
+        Endpoint.MANIFEST,
+        "library/alpine",
+        "3.20",
+    )
     by_digest = oci.parse_route(f"/v2/a/b/c/manifests/{DIGEST}")
     assert by_digest.endpoint is Endpoint.MANIFEST and by_digest.is_digest and by_digest.repository == "a/b/c"
 

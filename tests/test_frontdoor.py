@@ -1,0 +1,171 @@
+"""The front door against a real in-process engine: interception, refusals, hostile input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from appliance.ca import CertificateAuthority
+from appliance.config import Config, RegistryConfig, Timeouts, docker_hub
+from appliance.engine import Engine
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
+    config = Config(
+        listen_host="127.0.0.1",
+        listen_port=0,
+        cache_dir=tmp_path / "cache",
+        ca_dir=tmp_path / "ca",
+        control_socket=tmp_path / "control.sock",
+        registries=(docker_hub(), RegistryConfig(host="registry.test"), RegistryConfig(host="lab.test:5000")),
+        timeouts=replace(Timeouts(), client_header=1.0),
+    )
+    ca = await asyncio.to_thread(CertificateAuthority.load_or_create, config.ca_cert_path, config.ca_key_path)
+    engine = Engine(config=config, ca=ca)
+    await engine.start()
+    engine.door.tls_handshake_timeout = 1.0
+    try:
+        yield engine
+    finally:
+        await engine.close()
+
+
+def _port(engine: Engine) -> int:
+    return engine.listen_addresses[0][1]
+
+
+async def _exchange(engine: Engine, data: bytes, *, read_timeout: float = 5.0) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", _port(engine))
+    writer.write(data)
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.read(65536), read_timeout)
+    finally:
+        writer.close()
+
+
+async def _tls_through_connect(engine: Engine, host: str, port: int = 443) -> tuple[bytes, str]:
+    """CONNECT, handshake trusting only the appliance CA, GET / inside; returns (reply, peer cert CN/SAN)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", _port(engine))
+    writer.write(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+    await writer.drain()
+    status = await reader.readuntil(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 200"), status
+    context = ssl.create_default_context(cafile=str(engine.config.ca_cert_path))
+    await writer.start_tls(context, server_hostname=host)
+    writer.write(f"GET /v1/_ping HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    reply = await asyncio.wait_for(reader.read(), 5)
+    peer = writer.get_extra_info("peercert")
+    writer.close()
+    return reply, json.dumps(peer)
+
+
+async def test_intercepted_connect_serves_requests_inside_tls_with_a_leaf_for_that_host(
+    engine: Engine,
+) -> None:
+    reply, peer = await _tls_through_connect(engine, "registry.test")
+    assert reply.startswith(b"HTTP/1.1 405"), reply[:200]
+    assert b"UNSUPPORTED" in reply and b"registry.test" in reply
+    assert "registry.test" in peer
+
+
+async def test_second_handshake_for_a_host_reuses_the_cached_leaf(engine: Engine) -> None:
+    await _tls_through_connect(engine, "registry.test")
+    minted = engine.leafs.minted
+    await _tls_through_connect(engine, "registry.test")
+    await _tls_through_connect(engine, "registry.test")
+    assert engine.leafs.minted == minted == 1
+    await _tls_through_connect(engine, "lab.test", 5000)
+    assert engine.leafs.minted == 2
+
+
+async def test_docker_hub_auth_host_is_intercepted_too(engine: Engine) -> None:
+    _reply, peer = await _tls_through_connect(engine, "auth.docker.io")
+    assert "auth.docker.io" in peer
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        ("169.254.169.254:443", b"link-local"),
+        ("127.0.0.1:443", b"loopback"),
+        ("localhost:443", b"loopback"),
+        ("[::1]:443", b"loopback"),
+        ("example.invalid:22", b"443"),
+    ],
+)
+async def test_connect_to_forbidden_targets_is_refused_with_403(
+    engine: Engine, target: str, reason: bytes
+) -> None:
+    reply = await _exchange(engine, f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    assert reply.startswith(b"HTTP/1.1 403"), reply
+    assert reason in reply.lower()
+
+
+async def test_connect_to_the_appliance_itself_is_refused(engine: Engine) -> None:
+    engine.config = replace(engine.config, tunnel=replace(engine.config.tunnel, mode="all"))  # type: ignore[arg-type]
+    target = f"127.0.0.1:{_port(engine)}"
+    reply = await _exchange(engine, f"CONNECT {target} HTTP/1.1\r\n\r\n".encode())
+    assert reply.startswith(b"HTTP/1.1 403"), reply
+
+
+async def test_plain_endpoints_answer_health_and_ca(engine: Engine) -> None:
+    health = await _exchange(engine, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert health.startswith(b"HTTP/1.1 200") and b'"status": "ok"' in health
+    ca = await _exchange(engine, b"GET /ca.crt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert b"-----BEGIN CERTIFICATE-----" in ca
+    script = await _exchange(
+        engine, b"GET /setup/systemd HTTP/1.1\r\nHost: proxy.lan:3128\r\nConnection: close\r\n\r\n"
+    )
+    assert b"HTTPS_PROXY=http://proxy.lan:3128/" in script
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (b"\x00\x01\x02garbage\r\n\r\n", b" 400 "),
+        (b"CONNECT nohostport HTTP/1.1\r\n\r\n", b" 400 "),
+        (b"CONNECT a b c d\r\n\r\n", b" 400 "),
+        (b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n", b" 4"),
+        (b"CONNECT registry.test:443 HTTP/1.1\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n", b" 431 "),
+    ],
+)
+async def test_malformed_input_gets_a_clean_error_and_the_engine_keeps_serving(
+    engine: Engine, payload: bytes, expected: bytes
+) -> None:
+    reply = await _exchange(engine, payload)
+    assert reply.startswith(b"HTTP/1.") and reply[8:].startswith(expected), reply[:200]
+    health = await _exchange(engine, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert health.startswith(b"HTTP/1.1 200")
+
+
+async def test_half_request_times_out_while_others_are_served(engine: Engine) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", _port(engine))
+    writer.write(b"CONNECT registry.te")
+    await writer.drain()
+    health = await _exchange(engine, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert health.startswith(b"HTTP/1.1 200")
+    reply = await asyncio.wait_for(reader.read(), 5)
+    assert reply.startswith(b"HTTP/1.1 408")
+    writer.close()
+
+
+async def test_tls_handshake_that_never_finishes_is_dropped(engine: Engine) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", _port(engine))
+    writer.write(b"CONNECT registry.test:443 HTTP/1.1\r\n\r\n")
+    await writer.drain()
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    writer.write(b"\x16\x03\x01\x00")  # the start of a ClientHello, then silence
+    await writer.drain()
+    health = await _exchange(engine, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert health.startswith(b"HTTP/1.1 200")
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
