@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from appliance import oci
 from appliance.cache import BlobCache, BlobReader, BlobSource, ManifestCache, StoredManifest
@@ -52,6 +53,18 @@ RELAY_HEADERS = (
 # Request headers a client may send that the upstream needs to see on pass-through requests.
 FORWARD_HEADERS = ("Accept", "Content-Type", "Content-Length", "Content-Range", "Range", "User-Agent")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class _FileResponse(web.FileResponse):
+    """A FileResponse that may be sent inside the handler (while the cache lease is held).
+
+    aiohttp prepares a returned response again; FileResponse would then try to send a second time.
+    """
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return None
+        return await super().prepare(request)
 
 
 class UpstreamAnswer(RegistryError):
@@ -187,12 +200,24 @@ class RegistryProxy:
         self, request: web.BaseRequest, registry: RegistryConfig, draft: Draft
     ) -> web.StreamResponse:
         try:
-            return await self._relay(request, registry, Route(Endpoint.PING), draft)
+            answer = await self.upstream.request(
+                registry, "GET", "/v2/", client_authorization=request.headers.get("Authorization")
+            )
         except UpstreamError as exc:
-            # Offline: cached images stay pullable, and clients ping /v2/ before anything else.
-            draft.message = f"upstream unreachable, answering /v2/ locally: {exc.message}"
-            draft.status = CacheStatus.STALE
-            return web.Response(body=b"{}", content_type="application/json", headers=[oci.API_VERSION_HEADER])
+            return self._local_ping(draft, f"upstream unreachable, answering /v2/ locally: {exc.message}")
+        draft.upstream_status = answer.status
+        if answer.status == 429 or answer.status >= 500:
+            await answer.release()
+            return self._local_ping(draft, f"upstream answered {answer.status}, answering /v2/ locally")
+        draft.http_status = answer.status
+        return await relay_response(request, answer, draft)
+
+    @staticmethod
+    def _local_ping(draft: Draft, why: str) -> web.StreamResponse:
+        # Offline: cached images stay pullable, and clients ping /v2/ before anything else.
+        draft.message = why
+        draft.status = CacheStatus.STALE
+        return web.Response(body=b"{}", content_type="application/json", headers=[oci.API_VERSION_HEADER])
 
     # -- blobs ---------------------------------------------------------------------------------
 
@@ -245,8 +270,11 @@ class RegistryProxy:
         if reader.path is not None and size is not None:
             # A committed file: aiohttp's FileResponse does Range and uses sendfile where it can.
             headers.pop("Content-Length", None)
-            file_response = web.FileResponse(reader.path, chunk_size=CHUNK, headers=headers)
-            await file_response.prepare(request)
+            file_response = _FileResponse(reader.path, chunk_size=CHUNK, headers=headers)
+            try:
+                await file_response.prepare(request)
+            except ConnectionError:
+                draft.message = "client disconnected"
             draft.http_status = file_response.status
             draft.bytes = file_response.content_length or 0
             return file_response
@@ -262,6 +290,9 @@ class RegistryProxy:
             async for chunk in reader.chunks(start, end):
                 await response.write(chunk)
                 draft.bytes += len(chunk)
+        except ConnectionError:
+            draft.message = "client disconnected"
+            return response
         except (IntegrityError, UpstreamError) as exc:
             # Headers are gone already: cut the connection so the client's own check fails.
             draft.status = CacheStatus.ERROR
@@ -269,7 +300,6 @@ class RegistryProxy:
             if request.transport is not None:
                 request.transport.abort()
             return response
-        await response.write_eof()
         return response
 
     # -- manifests -----------------------------------------------------------------------------
@@ -472,10 +502,12 @@ async def relay_response(
         else:
             response.headers.pop("Content-Length", None)
         await response.prepare(request)
-        async for chunk in answer.chunks(CHUNK):
-            await response.write(chunk)
-            draft.bytes += len(chunk)
-        await response.write_eof()
+        try:
+            async for chunk in answer.chunks(CHUNK):
+                await response.write(chunk)
+                draft.bytes += len(chunk)
+        except ConnectionError:
+            draft.message = "client disconnected"
         return response
     finally:
         await answer.release()
