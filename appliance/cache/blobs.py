@@ -1,0 +1,247 @@
+"""``BlobCache``: the facade the registry API calls for blobs (hit, join a fill, start a fill, bypass)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.cache.blobstore import BlobKey, BlobStore, FileBlobStore, Kind
+from appliance.cache.eviction import Evictor, Leases
+from appliance.cache.fills import FillManager, FillMode, FillProgress
+from appliance.cache.index import CacheIndex, EntryState, RegistryUsage, RepositoryListing
+from appliance.cache.readers import BlobReader, BypassReader, FetchBlob, FollowReader, HitReader
+from appliance.cache.verify import VerifyReport, verify
+from appliance.events import CacheStatus
+
+log = logging.getLogger(__name__)
+
+INDEX_FILE = "index.sqlite"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheUsage:
+    bytes: int  # committed bytes on disk
+    entries: int
+    cap: int
+    filling: int  # bytes reserved by fills in progress (they count against the cap)
+    registries: tuple[RegistryUsage, ...]
+    evicted: int  # entries evicted or expired since start
+
+
+class BlobCache:
+    """Blobs by (registry, digest), filled once from upstream and streamed to every waiting client."""
+
+    def __init__(
+        self,
+        store: BlobStore,
+        index: CacheIndex,
+        *,
+        max_size: int,
+        inactive: float,
+        min_free_disk: int,
+        on_progress: Callable[[FillProgress], None] | None = None,
+        housekeeping_interval: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.index = index
+        self.leases = Leases()
+        self._clock = clock
+        self.evictor = Evictor(index, store, self.leases, max_size=max_size, inactive=inactive, clock=clock)
+        self.fills = FillManager(
+            store,
+            index,
+            self.evictor,
+            self.leases,
+            min_free_disk=min_free_disk,
+            on_progress=on_progress,
+            clock=clock,
+        )
+        self._housekeeping_interval = housekeeping_interval
+        self._housekeeping: asyncio.Task[None] | None = None
+        self.swept = 0  # temp files of interrupted fills removed at start
+
+    @classmethod
+    def on_disk(
+        cls,
+        cache_dir: Path,
+        *,
+        max_size: int,
+        inactive: float,
+        min_free_disk: int,
+        on_progress: Callable[[FillProgress], None] | None = None,
+        housekeeping_interval: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> BlobCache:
+        """The usual composition: files and index side by side in ``cache_dir``."""
+        return cls(
+            FileBlobStore(cache_dir),
+            CacheIndex(cache_dir / INDEX_FILE),
+            max_size=max_size,
+            inactive=inactive,
+            min_free_disk=min_free_disk,
+            on_progress=on_progress,
+            housekeeping_interval=housekeeping_interval,
+            clock=clock,
+        )
+
+    async def start(self) -> None:
+        """Sweep temp files, finish what a crash interrupted, load the byte count, start housekeeping."""
+        self.swept = await self.store.start()
+        await self.index.open()
+        if self.index.created_fresh and await self._store_has_data():
+            log.warning(
+                "cache index %s was missing but the store holds data: run `appliance cache verify"
+                " --repair` to adopt it (until then those blobs are fetched again)",
+                self.index.path,
+            )
+        await self._recover()
+        await self.evictor.load()
+        self._housekeeping = asyncio.create_task(
+            self.evictor.run(self._housekeeping_interval), name="cache-housekeeping"
+        )
+
+    async def _store_has_data(self) -> bool:
+        async with contextlib.aclosing(self.store.scan()) as objects:  # type: ignore[type-var]
+            async for _obj in objects:
+                return True
+        return False
+
+    async def _recover(self) -> None:
+        for entry in await self.index.unfinished():
+            if entry.state is EntryState.PENDING and await self.store.exists(entry.key):
+                await self.index.mark_ready_keys([entry.key])
+            else:
+                await self.store.delete(entry.key)
+                await self.index.remove([entry.key])
+
+    async def close(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+            self._housekeeping = None
+        await self.fills.close()
+        await self.index.close()
+        await self.store.close()
+
+    async def open(self, registry: str, digest: str) -> BlobReader | None:
+        """A committed entry (HIT), or None.  Touches its last access; the reader holds a lease."""
+        key = BlobKey.of(registry, Kind.BLOB, digest)
+        reader = await self._open_key(key)
+        return reader
+
+    async def _open_key(self, key: BlobKey) -> HitReader | None:
+        self.leases.acquire(key)
+        try:
+            entry = await self.index.get(key)
+            obj = None if entry is None else await self.store.open(key)
+            if entry is None or obj is None or obj.size != entry.size:
+                if obj is not None:
+                    await obj.close()
+                if entry is not None:
+                    # The file vanished or changed behind our back: forget the entry, refill it.
+                    log.warning("cache entry %s %s lost its file; dropping it", key.registry, key.digest)
+                    await self.evictor.delete([entry], force=True)
+                self.leases.release(key)
+                return None
+            await self.index.touch(key, self._clock())
+        except BaseException:
+            self.leases.release(key)
+            raise
+        return HitReader(obj, lambda: self.leases.release(key), key.registry)
+
+    async def open_or_fill(
+        self,
+        registry: str,
+        repository: str,
+        digest: str,
+        fetch: FetchBlob,
+        *,
+        expected_size: int | None = None,
+    ) -> BlobReader:
+        """HIT, or join the fill in flight (COALESCED), or start one (MISS), or pass through (BYPASS).
+
+        If ``fetch()`` raises before the first byte, every waiter gets that error.
+        """
+        key = BlobKey.of(registry, Kind.BLOB, digest)
+        hit = await self._open_key(key)
+        if hit is not None:
+            await self.index.add_ref(registry, repository, str(key.digest))
+            return hit
+        fill = self.fills.get(key)
+        starter = fill is None
+        if fill is None:
+            fill = self.fills.start(key, repository, fetch, expected_size)
+        else:
+            fill.add_repository(repository)
+        try:
+            mode = await asyncio.shield(fill.ready)
+        except asyncio.CancelledError:
+            if starter:
+                fill.starter_gone = True
+                source = fill.bypass_source
+                if source is not None:
+                    await source.close()
+            raise
+        if mode is FillMode.BYPASS:
+            source = fill.bypass_source if starter else None
+            if source is None:
+                # The fill that was joined chose not to store: this request fetches on its own.
+                source = await fetch()
+            return BypassReader(source, key.digest, registry)
+        self.leases.acquire(key)
+        return FollowReader(
+            fill, CacheStatus.MISS if starter else CacheStatus.COALESCED, lambda: self.leases.release(key)
+        )
+
+    def now(self) -> float:
+        return self._clock()
+
+    def inflight(self) -> list[FillProgress]:
+        return self.fills.inflight()
+
+    async def wait_fills(self) -> None:
+        """Wait for the fills in flight to finish (prefetch, orderly shutdown, tests)."""
+        await self.fills.wait_idle()
+
+    async def usage(self) -> CacheUsage:
+        totals = await self.index.totals()
+        return CacheUsage(
+            bytes=totals.bytes,
+            entries=totals.entries,
+            cap=self.evictor.max_size,
+            filling=self.evictor.reserved,
+            registries=totals.registries,
+            evicted=self.evictor.evicted,
+        )
+
+    async def purge(
+        self, *, registry: str | None = None, repository: str | None = None, digest: str | None = None
+    ) -> int:
+        """Forget entries (blobs and manifests) and tag records; returns how many entries went.
+
+        With a repository, blobs still referenced by another repository stay.  Entries being read
+        are removed too: open readers keep their file handle until they finish.
+        """
+        victims = await self.index.select_purge(registry, repository, digest)
+        return await self.evictor.delete(victims, force=True)
+
+    async def pin(self, registry: str, repository: str, pinned: bool) -> int:
+        """Pin (or unpin) every entry of a repository, including ones fetched later."""
+        return await self.index.pin(registry, repository, pinned)
+
+    async def list_images(self, registry: str | None = None) -> list[RepositoryListing]:
+        """Repositories with their tags and entries (sizes, last use), for ``appliance cache ls``."""
+        return await self.index.list_repositories(registry)
+
+    async def verify(self, *, repair: bool = False) -> VerifyReport:
+        """Re-hash every file and compare with the index; with ``repair``, fix what is wrong."""
+        report = await verify(self.store, self.index, repair=repair, busy=self.leases.__contains__)
+        await self.evictor.load()
+        return report

@@ -1,0 +1,322 @@
+"""Single-flight, streaming fills: one upstream fetch per (registry, digest), any number of readers.
+
+A fill runs in a task owned by ``FillManager``, not by the request that started it, so it finishes
+(and the next pull is a hit) even when that client goes away.  Bytes go to a temp object while the
+digest and length are checked; readers follow the temp object as it grows, each at its own pace,
+woken by a per-fill ``asyncio.Event`` that is replaced on every change.  Only verified bytes are
+committed; on any failure every reader gets the same error and nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from appliance.cache.blobstore import BlobKey, BlobStore, TempBlob
+from appliance.cache.eviction import Evictor, Leases
+from appliance.cache.index import CacheIndex
+from appliance.cache.readers import BlobSource, FetchBlob
+from appliance.errors import ApplianceError, IntegrityError, UpstreamError
+
+log = logging.getLogger(__name__)
+
+# Reservation step for fills whose size is unknown until the end.
+UNKNOWN_SIZE_STEP = 8 * 1024 * 1024
+_PROGRESS_INTERVAL = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class FillProgress:
+    registry: str
+    repository: str
+    digest: str
+    done: int
+    total: int | None
+    rate: float  # bytes per second since the fill started
+    readers: int
+    started: float
+    finished: bool = False
+    error: str | None = None
+
+
+class FillMode(Enum):
+    STORE = "store"
+    BYPASS = "bypass"
+
+
+class Fill:
+    """The shared state of one fill in progress (see the module docstring)."""
+
+    def __init__(self, key: BlobKey, repository: str, expected_size: int | None) -> None:
+        self.key = key
+        self.repository = repository
+        self.other_repositories: set[str] = set()  # of requests that joined; refs added at commit
+        self.total = expected_size
+        self.started = time.monotonic()
+        self.written = 0
+        self.error: ApplianceError | None = None
+        self.committed = False
+        self.finished = False
+        self.readers = 0
+        self.changed = asyncio.Event()
+        self.ready: asyncio.Future[FillMode] = asyncio.get_running_loop().create_future()
+        self.bypass_source: BlobSource | None = None
+        self.starter_gone = False
+        self._temp: TempBlob | None = None
+        self._released = False
+
+    def add_repository(self, repository: str) -> None:
+        if repository != self.repository:
+            self.other_repositories.add(repository)
+
+    def notify(self) -> None:
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
+
+    def attach(self) -> None:
+        self.readers += 1
+
+    async def detach(self) -> None:
+        self.readers -= 1
+        await self._release_if_idle()
+
+    async def _release_if_idle(self) -> None:
+        if self.finished and self.readers == 0 and self._temp is not None and not self._released:
+            self._released = True
+            await self._temp.release()
+
+    async def read_at(self, offset: int, length: int) -> bytes:
+        if self._temp is None:
+            raise RuntimeError("fill has no data yet")
+        return await self._temp.read_at(offset, length)
+
+    def progress(self) -> FillProgress:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        return FillProgress(
+            registry=self.key.registry,
+            repository=self.repository,
+            digest=str(self.key.digest),
+            done=self.written,
+            total=self.total,
+            rate=self.written / elapsed,
+            readers=self.readers,
+            started=self.started,
+            finished=self.finished,
+            error=None if self.error is None else str(self.error),
+        )
+
+
+class FillManager:
+    """Starts fills, lets requests join them, and owns their tasks."""
+
+    def __init__(
+        self,
+        store: BlobStore,
+        index: CacheIndex,
+        evictor: Evictor,
+        leases: Leases,
+        *,
+        min_free_disk: int,
+        on_progress: Callable[[FillProgress], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._index = index
+        self._evictor = evictor
+        self._leases = leases
+        self.min_free_disk = min_free_disk
+        self._on_progress = on_progress
+        self._clock = clock
+        self._fills: dict[BlobKey, Fill] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def get(self, key: BlobKey) -> Fill | None:
+        return self._fills.get(key)
+
+    def start(self, key: BlobKey, repository: str, fetch: FetchBlob, expected_size: int | None) -> Fill:
+        if key in self._fills:
+            raise RuntimeError(f"a fill for {key} is already running")
+        fill = Fill(key, repository, expected_size)
+        self._fills[key] = fill
+        self._leases.acquire(key)
+        task = asyncio.create_task(self._run(fill, fetch), name=f"cache-fill {key.registry} {key.digest}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return fill
+
+    def inflight(self) -> list[FillProgress]:
+        return [f.progress() for f in self._fills.values()]
+
+    @property
+    def reserved_keys(self) -> list[BlobKey]:
+        return list(self._fills)
+
+    async def wait_idle(self) -> None:
+        """Wait until every fill running now has finished (committed or failed)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _report(self, fill: Fill) -> None:
+        if self._on_progress is not None:
+            self._on_progress(fill.progress())
+
+    async def _run(self, fill: Fill, fetch: FetchBlob) -> None:
+        source: BlobSource | None = None
+        reserved = 0
+        temp: TempBlob | None = None
+        handed_over = False
+        try:
+            source = await fetch()
+            self._check_size(fill, source)
+            if fill.total is None and source.size is not None:
+                fill.total = source.size
+            reserved = await self._admit(fill)
+            if reserved < 0:
+                reserved = 0
+                handed_over = not fill.starter_gone
+                fill.bypass_source = source
+                self._forget(fill)
+                fill.ready.set_result(FillMode.BYPASS)
+                return
+            temp = await self._store.create_temp(fill.key)
+            fill._temp = temp
+            fill.ready.set_result(FillMode.STORE)
+            self._report(fill)
+            reserved = await self._copy(fill, source, temp, reserved)
+            await self._commit(fill, temp)
+            self._evictor.committed_from_reservation(reserved, fill.written)
+            reserved = 0
+            fill.committed = True
+        except asyncio.CancelledError:
+            self._fail(fill, UpstreamError(fill.key.registry, "cache fill cancelled: shutting down"))
+            raise
+        except ApplianceError as exc:
+            self._fail(fill, exc)
+        except OSError as exc:
+            if source is None:  # fetch() itself: a connection error or timeout, the waiters' to see
+                self._fail(fill, UpstreamError(fill.key.registry, f"fetch failed: {type(exc).__name__}"), exc)
+                return
+            log.warning("cache fill of %s failed on local storage: %s", fill.key.digest, exc)
+            self._fail(fill, UpstreamError(fill.key.registry, f"cache storage failed: {exc.strerror}"))
+        except Exception as exc:  # a fetch() that raised something else: waiters still get it
+            log.warning("cache fill of %s failed: %r", fill.key.digest, exc)
+            self._fail(fill, UpstreamError(fill.key.registry, f"fetch failed: {type(exc).__name__}"), exc)
+        finally:
+            await self._cleanup(fill, source, temp, reserved, handed_over)
+
+    @staticmethod
+    def _check_size(fill: Fill, source: BlobSource) -> None:
+        if fill.total is not None and source.size is not None and fill.total != source.size:
+            raise IntegrityError(
+                fill.key.registry,
+                f"{fill.key.digest}: upstream announced {source.size} bytes, expected {fill.total}",
+            )
+
+    async def _admit(self, fill: Fill) -> int:
+        """Reserve space for the fill; -1 means serve it without storing (BYPASS)."""
+        need = fill.total if fill.total is not None else UNKNOWN_SIZE_STEP
+        free = await self._store.free_space()
+        if free is not None and free - need < self.min_free_disk:
+            log.info("cache bypass for %s: free disk below the watermark", fill.key.digest)
+            return -1
+        if not await self._evictor.reserve(need):
+            log.info("cache bypass for %s: %d bytes do not fit under the cap", fill.key.digest, need)
+            return -1
+        return need
+
+    async def _copy(self, fill: Fill, source: BlobSource, temp: TempBlob, reserved: int) -> int:
+        hasher = fill.key.digest.hasher()
+        last_report = time.monotonic()
+        try:
+            async for chunk in source.chunks:
+                if not chunk:
+                    continue
+                size = fill.written + len(chunk)
+                if fill.total is not None and size > fill.total:
+                    raise IntegrityError(
+                        fill.key.registry, f"{fill.key.digest}: upstream sent more than {fill.total} bytes"
+                    )
+                while size > reserved:
+                    if not await self._evictor.reserve(UNKNOWN_SIZE_STEP):
+                        raise UpstreamError(
+                            fill.key.registry, "cache full: cannot store a blob of unknown size"
+                        )
+                    reserved += UNKNOWN_SIZE_STEP
+                await asyncio.gather(temp.write(chunk), asyncio.to_thread(hasher.update, chunk))
+                fill.written = size
+                fill.notify()
+                now = time.monotonic()
+                if now - last_report >= _PROGRESS_INTERVAL:
+                    last_report = now
+                    self._report(fill)
+        except ApplianceError:
+            raise
+        except Exception as exc:  # the upstream body iterator: aiohttp/OS errors mid-stream
+            raise UpstreamError(
+                fill.key.registry, f"upstream stream failed after {fill.written} bytes: {type(exc).__name__}"
+            ) from exc
+        if fill.total is not None and fill.written != fill.total:
+            raise IntegrityError(
+                fill.key.registry,
+                f"{fill.key.digest}: upstream cut off at {fill.written} of {fill.total} bytes",
+            )
+        if not hasher.matches(fill.key.digest):
+            raise IntegrityError(
+                fill.key.registry, f"{fill.key.digest}: upstream sent bytes hashing to {hasher.digest()}"
+            )
+        fill.total = fill.written
+        return reserved
+
+    async def _commit(self, fill: Fill, temp: TempBlob) -> None:
+        # Row first as 'pending', then the rename, then 'ready': a crash between any two steps is
+        # finished (or undone) at the next start without scanning the store.
+        await self._index.add_pending(fill.key, fill.written, None, self._clock())
+        try:
+            await temp.commit()
+        except OSError:
+            await self._index.remove([fill.key])
+            raise
+        await self._index.mark_ready(fill.key, fill.repository)
+        for repository in sorted(fill.other_repositories):
+            await self._index.add_ref(fill.key.registry, repository, str(fill.key.digest))
+
+    def _fail(self, fill: Fill, error: ApplianceError, original: Exception | None = None) -> None:
+        fill.error = error
+        if not fill.ready.done():
+            fill.ready.set_exception(original or error)
+            # Retrieved by every waiter; mark it retrieved so a fill nobody waits on logs nothing.
+            fill.ready.exception()
+        log.info("cache fill of %s from %s failed: %s", fill.key.digest, fill.key.registry, error)
+
+    def _forget(self, fill: Fill) -> None:
+        if self._fills.get(fill.key) is fill:
+            del self._fills[fill.key]
+            self._leases.release(fill.key)
+
+    async def _cleanup(
+        self, fill: Fill, source: BlobSource | None, temp: TempBlob | None, reserved: int, handed_over: bool
+    ) -> None:
+        self._forget(fill)
+        if reserved:
+            self._evictor.release(reserved)
+        if fill.error is not None and temp is not None:
+            await temp.discard()
+        if source is not None and not handed_over:
+            try:
+                await source.close()
+            except Exception as exc:  # whatever the upstream client raises while releasing
+                log.debug("closing upstream response failed: %s", exc)
+        fill.finished = True
+        fill.notify()
+        self._report(fill)
+        await fill._release_if_idle()

@@ -1,0 +1,134 @@
+"""``ManifestCache``: byte-exact manifest bodies by digest, and tag records keyed by Accept class.
+
+Bodies share the blob store and index (kind ``manifest``), so they obey the same cap, eviction and
+crash rules.  A tag record maps (registry, repository, tag, accept_class) to the digest and media
+type upstream answered for that kind of Accept header; freshness policy (TTL tiers, HEAD
+revalidation, serving stale) belongs to the caller, which reads ``fetched_at``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from appliance.cache.blobs import BlobCache
+from appliance.cache.blobstore import MANIFEST_MAX, BlobKey, Kind
+from appliance.cache.index import TagRecord
+from appliance.cache.verify import sniff_media_type
+from appliance.errors import IntegrityError
+
+# Hashing a body smaller than this on the loop costs less than a thread hop.
+_HASH_INLINE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    body: bytes
+    media_type: str
+    digest: str
+
+    @property
+    def size(self) -> int:
+        return len(self.body)
+
+
+class ManifestCache:
+    def __init__(self, blobs: BlobCache) -> None:
+        self._blobs = blobs
+        self._index = blobs.index
+        self._store = blobs.store
+
+    async def get_by_digest(self, registry: str, digest: str) -> StoredManifest | None:
+        key = BlobKey.of(registry, Kind.MANIFEST, digest)
+        leases = self._blobs.leases
+        leases.acquire(key)
+        try:
+            entry = await self._index.get(key)
+            if entry is None or entry.size > MANIFEST_MAX:
+                return None
+            reader = await self._store.open(key)
+            if reader is None:
+                await self._blobs.evictor.delete([entry], force=True)
+                return None
+            try:
+                body = await reader.read_at(0, entry.size)
+            finally:
+                await reader.close()
+            media_type = entry.media_type or sniff_media_type(body)
+            if len(body) != entry.size or media_type is None:
+                return None
+            await self._index.touch(key, self._blobs.now())
+            return StoredManifest(body, media_type, str(key.digest))
+        finally:
+            leases.release(key)
+
+    async def put(
+        self,
+        registry: str,
+        repository: str,
+        digest: str,
+        media_type: str,
+        body: bytes,
+        tag: str | None = None,
+        accept_class: str | None = None,
+    ) -> bool:
+        """Store a manifest body (and the tag record if ``tag`` is given).
+
+        Raises IntegrityError when the body is over 4 MiB or does not hash to ``digest``.  Returns
+        False when the body could not be stored for lack of space (the tag record is kept anyway).
+        """
+        key = BlobKey.of(registry, Kind.MANIFEST, digest)
+        if len(body) > MANIFEST_MAX:
+            raise IntegrityError(
+                registry, f"manifest {digest} is {len(body)} bytes, over the {MANIFEST_MAX} byte limit"
+            )
+        hasher = key.digest.hasher()
+        if len(body) > _HASH_INLINE:
+            await asyncio.to_thread(hasher.update, body)
+        else:
+            hasher.update(body)
+        if not hasher.matches(key.digest):
+            raise IntegrityError(registry, f"manifest {digest}: body hashes to {hasher.digest()}")
+        now = self._blobs.now()
+        stored = await self._store_body(key, repository, media_type, body, now)
+        if tag is not None:
+            await self._index.put_tag(
+                TagRecord(
+                    registry, repository, tag, accept_class or "", str(key.digest), media_type, len(body), now
+                )
+            )
+        return stored
+
+    async def _store_body(
+        self, key: BlobKey, repository: str, media_type: str, body: bytes, now: float
+    ) -> bool:
+        leases = self._blobs.leases
+        evictor = self._blobs.evictor
+        leases.acquire(key)
+        try:
+            existing = await self._index.get(key)
+            if existing is not None:
+                await self._index.add_ref(key.registry, repository, str(key.digest))
+                await self._index.touch(key, now)
+                return True
+            if not await evictor.reserve(len(body)):
+                return False
+            try:
+                await self._index.add_pending(key, len(body), media_type, now)
+                await self._store.put_small(key, body)
+                await self._index.mark_ready(key, repository)
+            except BaseException:
+                evictor.release(len(body))
+                await self._index.remove([key])
+                raise
+            evictor.committed_from_reservation(len(body), len(body))
+            return True
+        finally:
+            leases.release(key)
+
+    async def get_tag(self, registry: str, repository: str, tag: str, accept_class: str) -> TagRecord | None:
+        return await self._index.get_tag(registry, repository, tag, accept_class)
+
+    async def touch_tag(self, registry: str, repository: str, tag: str, accept_class: str) -> bool:
+        """Refresh ``fetched_at`` after a HEAD revalidation matched; False if there is no record."""
+        return await self._index.touch_tag(registry, repository, tag, accept_class, self._blobs.now())

@@ -1,0 +1,235 @@
+"""Issue 4 acceptance: the cache against a real registry behind a misbehaving upstream, real skopeo."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.appliance import ROOT, Appliance, UpstreamSpec
+from tests.fixtures.badupstream import BadUpstream, Mode
+from tests.fixtures.clients import ClientResult, skopeo_copy
+from tests.fixtures.images import ImageInfo, ImagePusher
+from tests.fixtures.pki import TestPKI
+from tests.fixtures.registry import UpstreamRegistry
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def bad(open_registry: UpstreamRegistry, pki: TestPKI) -> Iterator[BadUpstream]:
+    with BadUpstream(open_registry, pki) as upstream:
+        yield upstream
+
+
+def _appliance(
+    tmp_path: Path, pki: TestPKI, bad: BadUpstream, name: str = "appliance", **toml: object
+) -> Appliance:
+    spec = UpstreamSpec(bad.name_port, bad.host_port)
+    return Appliance(tmp_path / name, [spec], upstream_ca=pki.ca_file, extra_toml=toml)
+
+
+def _pull(appliance: Appliance, bad: BadUpstream, image: ImageInfo, dest: Path) -> ClientResult:
+    return skopeo_copy(
+        f"docker://{image.reference(bad.name_port)}",
+        f"dir:{dest}",
+        https_proxy=appliance.url,
+        cert_dir=appliance.cert_dir(),
+        timeout=120,
+    )
+
+
+def _cached_blob_files(appliance: Appliance) -> dict[str, int]:
+    data = appliance.cache_dir / "data"
+    if not data.exists():
+        return {}
+    return {
+        f"sha256:{p.name}": p.stat().st_size for p in data.rglob("*") if p.is_file() and len(p.name) == 64
+    }
+
+
+def _statuses(appliance: Appliance, image: ImageInfo, kind: str) -> list[str]:
+    return [e.split()[0] for e in appliance.events() if f" {kind} " in e and image.repository in e]
+
+
+def test_second_pull_is_served_from_cache_and_survives_the_upstream_going_away(
+    tmp_path: Path,
+    pki: TestPKI,
+    bad: BadUpstream,
+    open_registry: UpstreamRegistry,
+    push_test_image: ImagePusher,
+) -> None:
+    image = push_test_image(open_registry, layer_sizes=(60_000, 50_000, 40_000))
+    with _appliance(tmp_path, pki, bad) as appliance:
+        assert _pull(appliance, bad, image, tmp_path / "one").check().digest == image.manifest_digest
+        assert bad.blob_requests() == len(image.layer_digests) + 1  # layers and config
+        bad.clear()
+        assert _pull(appliance, bad, image, tmp_path / "two").check().digest == image.manifest_digest
+        assert bad.blob_requests() == 0
+
+        bad.stop()  # the upstream is gone: connections are refused
+        offline = _pull(appliance, bad, image, tmp_path / "three").check()
+        assert offline.digest == image.manifest_digest
+        manifests = _statuses(appliance, image, "manifest")
+        assert manifests[0] == "MISS" and manifests[-1] == "STALE", manifests
+        blobs = _statuses(appliance, image, "blob")
+        assert blobs[-len(image.layer_digests) :] == ["HIT"] * len(image.layer_digests), blobs
+        assert "serving the cached manifest" in appliance.log_text()
+
+
+@pytest.mark.parametrize("mode", [Mode.DOWN, Mode.RATE_LIMITED])
+def test_a_failing_or_rate_limited_upstream_gets_the_stale_tag_manifest(
+    tmp_path: Path,
+    pki: TestPKI,
+    bad: BadUpstream,
+    open_registry: UpstreamRegistry,
+    push_test_image: ImagePusher,
+    mode: Mode,
+) -> None:
+    image = push_test_image(open_registry, layer_sizes=(20_000,))
+    with _appliance(tmp_path, pki, bad) as appliance:
+        _pull(appliance, bad, image, tmp_path / "one").check()
+        bad.mode = mode
+        assert _pull(appliance, bad, image, tmp_path / "two").check().digest == image.manifest_digest
+        assert _statuses(appliance, image, "manifest")[-1] == "STALE"
+
+
+def test_twenty_concurrent_pulls_fetch_each_blob_from_upstream_once(
+    tmp_path: Path,
+    pki: TestPKI,
+    bad: BadUpstream,
+    open_registry: UpstreamRegistry,
+    push_test_image: ImagePusher,
+) -> None:
+    image = push_test_image(open_registry, layer_sizes=(1_500_000, 1_000_000, 500_000))
+    bad.mode = Mode.SLOW  # keep the fills running while the other clients arrive
+    bad.slow_delay = 0.01
+    with _appliance(tmp_path, pki, bad) as appliance:
+        appliance.cert_dir()
+        with ThreadPoolExecutor(20) as pool:
+            results = list(pool.map(lambda n: _pull(appliance, bad, image, tmp_path / f"c{n}"), range(20)))
+        for result in results:
+            assert result.check().digest == image.manifest_digest
+        for digest in image.layer_digests:
+            assert bad.blob_requests(digest) == 1, (digest, dict(bad.blob_gets))
+        for n in range(20):
+            for digest in image.layer_digests:
+                assert (tmp_path / f"c{n}" / digest.removeprefix("sha256:")).stat().st_size > 0
+        statuses = _statuses(appliance, image, "blob")
+        assert "COALESCED" in statuses or statuses.count("HIT") > 0
+
+
+@pytest.mark.parametrize("mode", [Mode.CORRUPT, Mode.CUT])
+def test_wrong_or_cut_off_upstream_bytes_are_never_cached_and_the_next_good_pull_works(
+    tmp_path: Path,
+    pki: TestPKI,
+    bad: BadUpstream,
+    open_registry: UpstreamRegistry,
+    push_test_image: ImagePusher,
+    mode: Mode,
+) -> None:
+    image = push_test_image(open_registry, layer_sizes=(300_000, 200_000))
+    with _appliance(tmp_path, pki, bad) as appliance:
+        bad.mode = mode
+        failed = _pull(appliance, bad, image, tmp_path / "bad")
+        assert not failed.ok
+        assert not set(image.layer_digests) & set(_cached_blob_files(appliance))
+        assert any(e.startswith("ERROR") for e in appliance.events()), appliance.events()
+        bad.mode = Mode.OK
+        good = _pull(appliance, bad, image, tmp_path / "good").check()
+        assert good.digest == image.manifest_digest
+        assert set(image.layer_digests) <= set(_cached_blob_files(appliance))
+
+
+def _cache_cli(appliance: Appliance, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", "cache", *args, "--config", str(appliance.config_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_kill_9_during_a_large_fill_leaves_a_consistent_cache_and_the_pull_then_succeeds(
+    tmp_path: Path,
+    pki: TestPKI,
+    bad: BadUpstream,
+    open_registry: UpstreamRegistry,
+    push_test_image: ImagePusher,
+) -> None:
+    image = push_test_image(open_registry, layer_sizes=(4_000_000, 100_000))
+    bad.mode = Mode.SLOW
+    bad.slow_delay = 0.02
+    appliance = _appliance(tmp_path, pki, bad)
+    appliance.start()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(_pull, appliance, bad, image, tmp_path / "interrupted")
+            deadline = time.monotonic() + 60
+            tmp_dir = appliance.cache_dir / "tmp"
+            while time.monotonic() < deadline:
+                partial = [p for p in tmp_dir.glob("*") if p.is_file() and p.stat().st_size > 200_000]
+                if partial:
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("no fill in progress appeared")
+            appliance.kill()
+            assert not pending.result().ok
+        verify = _cache_cli(appliance, "verify")
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        bad.mode = Mode.OK
+        appliance.start()
+        assert _pull(appliance, bad, image, tmp_path / "after").check().digest == image.manifest_digest
+    finally:
+        appliance.stop()
+    verify = _cache_cli(appliance, "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert image.layer_digests[0] in _cached_blob_files(appliance)
+
+
+def test_size_cap_is_never_exceeded_and_least_recently_used_images_go_first(
+    tmp_path: Path,
+    pki: TestPKI,
+    bad: BadUpstream,
+    open_registry: UpstreamRegistry,
+    push_test_image: ImagePusher,
+) -> None:
+    images = [push_test_image(open_registry, layer_sizes=(12_000_000, 12_000_000)) for _ in range(5)]
+    cap = 50 * 1024 * 1024
+    with _appliance(tmp_path, pki, bad, cache={"max_size": "50m", "min_free_disk": 0}) as appliance:
+        peak = 0
+        stop = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not stop.is_set():
+                files = [p for p in appliance.cache_dir.rglob("*") if p.is_file() and "sqlite" not in p.name]
+                total = 0
+                for path in files:
+                    with contextlib.suppress(FileNotFoundError):
+                        total += path.stat().st_size
+                peak = max(peak, total)
+                time.sleep(0.01)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            for n, image in enumerate(images):
+                _pull(appliance, bad, image, tmp_path / f"p{n}").check()
+        finally:
+            stop.set()
+            sampler.join()
+        assert 0 < peak <= cap, peak
+        cached = set(_cached_blob_files(appliance))
+        assert set(images[-1].layer_digests) <= cached
+        assert not set(images[0].layer_digests) & cached
