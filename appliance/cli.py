@@ -9,6 +9,7 @@ Heavy modules (the engine, the CA) are imported inside the command that needs th
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -277,6 +278,8 @@ COMMANDS: list[Command] = [
     Command(("config", "check"), "validate and summarise (secrets masked)", _add_config_flag, _check),
     Command(("ca", "show"), "describe the interception CA", _add_config_flag, _ca_show),
 ]
+# Modules that add their own subcommands through ``register(subparsers)``.
+EXTENSIONS = ("appliance.cli_setup", "appliance.cli_cache")
 _GROUP_HELP = {"config": "convert and check the configuration", "ca": "the interception CA"}
 
 
@@ -298,6 +301,8 @@ def build_parser(commands: Sequence[Command] = tuple(COMMANDS)) -> argparse.Argu
             sub = groups[group_name].add_parser(name, help=command.help, description=command.help)
         command.add_arguments(sub)
         sub.set_defaults(handler=command.handler)
+    for name in EXTENSIONS:
+        importlib.import_module(name).register(top)
     return parser
 
 

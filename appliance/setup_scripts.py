@@ -1,6 +1,20 @@
-"""Client set-up snippets served over HTTP (``/setup/...``) and printed by ``appliance setup``."""
+"""Client set-up snippets served over HTTP (``/setup/...``) and printed by ``appliance setup``.
+
+Pure text generators: ``systemd_script`` for MITM mode (``HTTPS_PROXY`` plus the CA), and the
+mirror-mode files for containerd (``hosts.toml``), Docker (``daemon.json``) and podman/CRI-O
+(``registries.conf``).
+"""
 
 from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from appliance.config import DOCKER_HUB_HOST, RegistryConfig, Scheme
+from appliance.mirror import DOCKER_HUB_NAME, path_segment
 
 
 def systemd_script(base_url: str, service: str = "docker") -> str:
@@ -76,7 +90,8 @@ def containerd_hosts(address: str, registries: Sequence[RegistryConfig]) -> tupl
     containerd appends ``?ns=<registry>`` to each request, which is how the appliance routes it.
     """
     header = f"# Pull through the registry appliance at {address} (mirror mode), then the registry itself."
-    files = [SetupFile(f"{DEFAULT_HOSTS_DIR}/hosts.toml", "\n".join([header, *_mirror_host_block(address)]) + "\n")]
+    default = "\n".join([header, *_mirror_host_block(address)]) + "\n"
+    files = [SetupFile(f"{DEFAULT_HOSTS_DIR}/hosts.toml", default)]
     for registry in registries:
         lines = [header, f"server = {_quote(upstream_url(registry))}", "", *_mirror_host_block(address)]
         files.append(SetupFile(f"{client_name(registry)}/hosts.toml", "\n".join(lines) + "\n"))
@@ -149,3 +164,40 @@ def podman_registries_conf(address: str, registries: Sequence[RegistryConfig]) -
 def _quote(value: str) -> str:
     # A TOML basic string: JSON's escaping is a subset of it.
     return json.dumps(value)
+
+
+# -- one entry point for ``GET /setup/<kind>`` and ``appliance setup <kind>`` --------------------------
+
+
+class SetupKind(StrEnum):
+    SYSTEMD = "systemd"  # MITM mode: HTTPS_PROXY and the CA, for a systemd-managed docker
+    CONTAINERD = "containerd"
+    DOCKER = "docker"
+    PODMAN = "podman"
+
+
+@dataclass(frozen=True, slots=True)
+class SetupDocument:
+    text: str
+    content_type: str
+
+
+_ADDRESS = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::\d{1,5})?$")
+
+
+def valid_address(address: str) -> bool:
+    """``HOST[:PORT]`` with nothing a shell or TOML file could misread (it is pasted into both)."""
+    return _ADDRESS.match(address) is not None
+
+
+def render_setup(kind: SetupKind, address: str, registries: Sequence[RegistryConfig]) -> SetupDocument:
+    """The configuration for ``kind``; ``address`` must pass :func:`valid_address` (ValueError otherwise)."""
+    if not valid_address(address):
+        raise ValueError(f"invalid appliance address {address!r}: expected HOST:PORT")
+    if kind is SetupKind.SYSTEMD:
+        return SetupDocument(systemd_script(f"http://{address}"), "text/x-shellscript")
+    if kind is SetupKind.CONTAINERD:
+        return SetupDocument(containerd_script(address, registries), "text/x-shellscript")
+    if kind is SetupKind.DOCKER:
+        return SetupDocument(docker_daemon_json(address), "application/json")
+    return SetupDocument(podman_registries_conf(address, registries), "application/toml")

@@ -233,3 +233,60 @@ def test_size_cap_is_never_exceeded_and_least_recently_used_images_go_first(
         cached = set(_cached_blob_files(appliance))
         assert set(images[-1].layer_digests) <= cached
         assert not set(images[0].layer_digests) & cached
+
+
+def test_prefetch_warms_the_cache_so_a_pull_needs_no_upstream(
+    tmp_path: Path,
+    pki: TestPKI,
+    bad: BadUpstream,
+    open_registry: UpstreamRegistry,
+    push_test_image: ImagePusher,
+) -> None:
+    image = push_test_image(
+        open_registry, layer_sizes=(70_000, 30_000), platforms=("linux/amd64", "linux/arm64")
+    )
+    with _appliance(tmp_path, pki, bad) as appliance:
+        warmed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "appliance",
+                "prefetch",
+                image.reference(bad.name_port),
+                "--config",
+                str(appliance.config_path),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert warmed.returncode == 0, warmed.stderr
+        assert "3 manifests" in warmed.stdout, warmed.stdout  # the index and both platforms
+        bad.stop()
+        pulled = _pull(appliance, bad, image, tmp_path / "offline").check()
+        mine = next(p for p in image.platforms if p.layer_digests == image.layer_digests)
+        assert pulled.digest == mine.manifest_digest  # skopeo copies this machine's platform
+        assert set(_statuses(appliance, image, "blob")[-len(image.layer_digests) :]) == {"HIT"}
+
+
+def test_offline_cache_commands_list_purge_and_refuse_to_touch_a_running_engines_cache(
+    tmp_path: Path,
+    pki: TestPKI,
+    bad: BadUpstream,
+    open_registry: UpstreamRegistry,
+    push_test_image: ImagePusher,
+) -> None:
+    image = push_test_image(open_registry, layer_sizes=(10_000,))
+    with _appliance(tmp_path, pki, bad) as appliance:
+        _pull(appliance, bad, image, tmp_path / "one").check()
+        busy = _cache_cli(appliance, "verify", "--repair")
+        assert busy.returncode == 2
+        assert "in use by a running appliance" in busy.stderr
+    listing = _cache_cli(appliance, "ls")
+    assert listing.returncode == 0 and image.repository in listing.stdout and "latest" in listing.stdout
+    purged = _cache_cli(appliance, "purge", image.reference(bad.name_port))
+    assert purged.returncode == 0 and "purged" in purged.stdout
+    assert not set(image.layer_digests) & set(_cached_blob_files(appliance))
+    assert image.repository not in _cache_cli(appliance, "ls").stdout

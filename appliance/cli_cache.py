@@ -1,0 +1,162 @@
+"""``appliance cache ...`` on the cache directory itself, and ``appliance prefetch``.
+
+These work on a stopped appliance (after a crash, before a start): they take the cache directory's
+lock, so they never touch files under a running engine; against a running one, they say so and
+point at the control-socket commands. ``prefetch`` is the opposite: it needs a running engine and
+pulls through it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from typing import Any
+
+from appliance.config import Config
+from appliance.errors import ApplianceError, ConfigError
+
+
+def _config(args: argparse.Namespace) -> Config:
+    from appliance.config_load import load_config
+
+    result = load_config(None, os.environ, args.config)
+    for warning in result.warnings:
+        print(f"appliance: warning: {warning}", file=sys.stderr)
+    return result.config
+
+
+def _open_offline(config: Config) -> Any:
+    from appliance.cache import BlobCache
+
+    return BlobCache.on_disk(
+        config.cache_dir,
+        max_size=config.cache.max_size,
+        inactive=config.cache.inactive,
+        min_free_disk=config.cache.min_free_disk,
+    )
+
+
+async def _offline(config: Config, action: str, args: argparse.Namespace) -> int:
+    from appliance.cache.lock import CacheLock
+
+    lock = CacheLock(config.cache_dir)
+    try:
+        lock.acquire()
+    except ConfigError as exc:
+        raise ConfigError(
+            exc.where, f"{exc.message}; stop it first, or use the running engine's control socket"
+        ) from None
+    cache = _open_offline(config)
+    try:
+        await cache.start()
+        if action == "verify":
+            report = await cache.verify(repair=args.repair)
+            print(report.summary())
+            return 0 if report.consistent or args.repair else 1
+        if action == "ls":
+            for repo in await cache.list_images(args.registry):
+                when = (
+                    time.strftime("%Y-%m-%d %H:%M", time.localtime(repo.last_access)) if repo.blobs else "-"
+                )
+                tags = ",".join(sorted({t.tag for t in repo.tags})) or "-"
+                pin = " pinned" if repo.pinned else ""
+                print(
+                    f"{repo.registry}/{repo.repository}  tags={tags}  {len(repo.blobs)} entries  "
+                    f"{repo.size} bytes  last used {when}{pin}"
+                )
+            return 0
+        if action == "purge":
+            return await _purge(config, cache, args)
+        raise AssertionError(action)
+    finally:
+        await cache.close()
+        lock.release()
+
+
+async def _purge(config: Config, cache: Any, args: argparse.Namespace) -> int:
+    from appliance.references import parse_reference
+
+    if args.all:
+        removed = await cache.purge()
+    elif args.registry:
+        registry = config.registry_for(args.registry)
+        removed = await cache.purge(registry=registry.host if registry else args.registry)
+    elif args.image:
+        ref = parse_reference(args.image)
+        registry = config.registry_for(ref.registry)
+        removed = await cache.purge(
+            registry=registry.host if registry else ref.registry, repository=ref.repository
+        )
+    else:
+        raise ConfigError("cache purge", "name an IMAGE, --registry HOST or --all")
+    print(f"purged {removed} entries")
+    return 0
+
+
+def _cache_command(action: str) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        config = _config(args)
+        try:
+            return asyncio.run(_offline(config, action, args))
+        except ApplianceError as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError("cache", str(exc)) from None
+
+    return run
+
+
+def _prefetch(args: argparse.Namespace) -> int:
+    from appliance.prefetch import prefetch
+    from appliance.references import parse_reference
+
+    config = _config(args)
+    images = [parse_reference(text) for text in args.images]
+    status = 0
+    for image in images:
+        try:
+            result = asyncio.run(
+                prefetch(
+                    config, image, platforms=args.platform or (), progress=lambda line: print(f"  {line}")
+                )
+            )
+        except ApplianceError as exc:
+            print(f"appliance: error: {image}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"{result.image}: {result.manifests} manifests, {result.blobs} blobs, {result.bytes} bytes")
+    return status
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    cache = subparsers.add_parser("cache", help="inspect and repair the cache directory (engine stopped)")
+    actions = cache.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+    verify = actions.add_parser(
+        "verify", help="re-hash every entry and check the index agrees with the files"
+    )
+    verify.add_argument("--repair", action="store_true", help="remove corrupt entries, rebuild index rows")
+    listing = actions.add_parser("ls", help="images and blobs with sizes and last use")
+    listing.add_argument("--registry", metavar="HOST")
+    purge = actions.add_parser("purge", help="forget an image, a registry, or everything")
+    purge.add_argument("image", nargs="?", metavar="IMAGE")
+    purge.add_argument("--registry", metavar="HOST")
+    purge.add_argument("--all", action="store_true")
+    for name, sub in (("verify", verify), ("ls", listing), ("purge", purge)):
+        sub.add_argument("--config", metavar="FILE", type=_path, help="TOML configuration file")
+        sub.set_defaults(handler=_cache_command(name))
+    pre = subparsers.add_parser("prefetch", help="warm the cache: pull images through the running engine")
+    pre.add_argument("images", nargs="+", metavar="IMAGE")
+    pre.add_argument(
+        "--platform", action="append", metavar="OS/ARCH", help="only these platforms of an index"
+    )
+    pre.add_argument("--config", metavar="FILE", type=_path, help="TOML configuration file")
+    pre.set_defaults(handler=_prefetch)
+
+
+def _path(value: str) -> Any:
+    from pathlib import Path
+
+    return Path(value)
