@@ -87,6 +87,7 @@ class Draft:
     method: str
     route: Route
     path_qs: str
+    authorization: str | None = None  # what goes upstream as the client's own Authorization
     started: float = field(default_factory=time.monotonic)
     status: CacheStatus = CacheStatus.BYPASS
     http_status: int = 200
@@ -141,8 +142,13 @@ class RegistryProxy:
         client: str,
         *,
         kind: RequestKind | None = None,
+        authorization: str | None = None,
     ) -> web.StreamResponse:
-        """Serve ``request`` for ``registry``; ``path_qs`` is the upstream path and query."""
+        """Serve ``request`` for ``registry``; ``path_qs`` is the upstream path and query.
+
+        ``authorization`` replaces a missing client ``Authorization`` (seed-style credential
+        injection on a token realm); a client's own header always wins.
+        """
         path = path_qs.split("?", 1)[0]
         route = oci.parse_route(path)
         draft = Draft(
@@ -151,6 +157,7 @@ class RegistryProxy:
             method=request.method,
             route=route,
             path_qs=path_qs,
+            authorization=request.headers.get("Authorization") or authorization,
             kind_override=kind,
         )
         try:
@@ -201,7 +208,7 @@ class RegistryProxy:
     ) -> web.StreamResponse:
         try:
             answer = await self.upstream.request(
-                registry, "GET", "/v2/", client_authorization=request.headers.get("Authorization")
+                registry, "GET", "/v2/", client_authorization=draft.authorization
             )
         except UpstreamError as exc:
             return self._local_ping(draft, f"upstream unreachable, answering /v2/ locally: {exc.message}")
@@ -225,7 +232,7 @@ class RegistryProxy:
         self, request: web.BaseRequest, registry: RegistryConfig, route: Route, draft: Draft
     ) -> web.StreamResponse:
         digest = route.reference
-        client_auth = request.headers.get("Authorization")
+        client_auth = draft.authorization
         if request.method == "HEAD":
             reader = await self.blobs.open(registry.host, digest)
             if reader is None:
@@ -335,7 +342,7 @@ class RegistryProxy:
                     f"/v2/{route.repository}/manifests/{route.reference}",
                     headers=_accept_headers(accepted),
                     repository=route.repository,
-                    client_authorization=request.headers.get("Authorization"),
+                    client_authorization=draft.authorization,
                 )
             except UpstreamError as exc:
                 return self._stale(stored.body, stored.media_type, stored.digest, head, draft, exc.message)
@@ -377,7 +384,7 @@ class RegistryProxy:
                 f"/v2/{route.repository}/manifests/{route.reference}",
                 headers=_accept_headers(accepted),
                 repository=route.repository,
-                client_authorization=request.headers.get("Authorization"),
+                client_authorization=draft.authorization,
             )
         except UpstreamError as exc:
             fallback = await self._any_stale(registry, route, accepted)
@@ -475,7 +482,7 @@ class RegistryProxy:
             body=_body(request) if has_body else None,
             repository=route.repository or None,
             actions=actions,
-            client_authorization=request.headers.get("Authorization"),
+            client_authorization=draft.authorization,
             follow_redirects=request.method in ("GET", "HEAD"),
         )
         draft.upstream_status = answer.status

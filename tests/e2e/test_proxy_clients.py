@@ -13,7 +13,7 @@ from tests.fixtures.appliance import Appliance, UpstreamSpec
 from tests.fixtures.clients import podman_pull, skopeo_copy
 from tests.fixtures.containerd import PrivateContainerd, ctr_pull
 from tests.fixtures.images import ImagePusher, host_platform
-from tests.fixtures.pki import TestPKI
+from tests.fixtures.pki import TOKEN_HOST, TestPKI
 from tests.fixtures.registry import UpstreamRegistry
 from tests.fixtures.tokenserver import TokenServer
 
@@ -195,3 +195,30 @@ def test_curl_tunnel_to_a_non_intercepted_loopback_host_is_refused_by_default_an
         tunnelled = _curl(target, appliance.url, pki.ca_file)
         assert tunnelled.returncode == 0, tunnelled.stderr
         assert tunnelled.stdout == "200"
+
+
+def test_token_realm_requests_get_seed_style_credentials_chosen_by_repository_scope(
+    tmp_path: Path, pki: TestPKI, token_server: TokenServer, token_registry: UpstreamRegistry
+) -> None:
+    realm = f"{TOKEN_HOST}:{token_server.port}"
+    spec = UpstreamSpec(
+        token_registry.name_port, token_registry.host_port, credentials=BOB, auth_hosts=(realm,)
+    )
+    # A second account for one repository prefix wins over the host-wide one (the seed's TODO).
+    prefixed = {"scope": f"{token_registry.name_port}/team-a", "username": ALICE[0], "password": ALICE[1]}
+    with Appliance(
+        tmp_path / "appliance",
+        [spec],
+        upstream_ca=pki.ca_file,
+        extra_resolve=[f"{realm}=127.0.0.1:{token_server.port}"],
+        extra_credentials=[prefixed],
+    ) as appliance:
+        ca = appliance.cert_dir() / "ca.crt"
+        token_server.clear_counts()
+        for repo in ("team-a/app", "other/app"):
+            url = f"https://{realm}/token?service=registry.test&scope=repository:{repo}:pull"
+            answer = _curl(url, appliance.url, ca)
+            assert answer.stdout == "200", answer.stderr
+        assert token_server.token_requests(user=ALICE[0]) == 1
+        assert token_server.token_requests(user=BOB[0]) == 1
+        assert BOB[1] not in appliance.log_text() and ALICE[1] not in appliance.log_text()
