@@ -45,6 +45,8 @@ class Upstream:
         self.fetches += 1
         await asyncio.sleep(0)
         if self.fail_before is not None:
+            if self.gate is not None:
+                await self.gate.wait()  # hold the failure until every waiter has joined
             raise self.fail_before
         size = len(self.data) if self.size == "auto" else self.size
         assert size is None or isinstance(size, int)

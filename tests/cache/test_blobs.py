@@ -170,10 +170,14 @@ async def test_fetch_error_before_first_byte_reaches_every_waiter_and_is_not_cac
 ) -> None:
     cache = await make_cache()
     data = payload(100)
-    down = Upstream(data, fail_before=UpstreamError(REG, "connection refused"))
-    results = await asyncio.gather(
+    down = Upstream(data, fail_before=UpstreamError(REG, "connection refused"), gate=asyncio.Event())
+    waiters = asyncio.gather(
         *(cache.open_or_fill(REG, REPO, sha256(data), down.fetch) for _ in range(5)), return_exceptions=True
     )
+    await asyncio.sleep(0.5)  # all five find the fill in flight before it fails
+    assert down.gate is not None
+    down.gate.set()
+    results = await waiters
     assert down.fetches == 1
     assert all(isinstance(r, UpstreamError) and "connection refused" in str(r) for r in results)
     await _fill(cache, REG, sha256(data), Upstream(data))
