@@ -168,18 +168,12 @@ def _run(args: argparse.Namespace) -> int:
         log_format=args.log_format,
     )
     config = _load(args, overrides)
-    try:
-        from appliance import engine
-    except ModuleNotFoundError as exc:
-        if exc.name != "appliance.engine":
-            raise
-        print(summary(config))
-        print(
-            "appliance: the configuration is valid, but the engine is not built yet: nothing served",
-            file=sys.stderr,
-        )
-        return EXIT_FAILURE
-    result: int = engine.run(config)
+    from appliance import engine
+    from appliance.control import ConfigSource
+
+    # A hot reload rebuilds the configuration from the same file, environment and flags.
+    source = ConfigSource(overrides=overrides, environ=os.environ, config_path=args.config)
+    result: int = engine.run(config, source)
     return result
 
 
@@ -279,7 +273,7 @@ COMMANDS: list[Command] = [
     Command(("ca", "show"), "describe the interception CA", _add_config_flag, _ca_show),
 ]
 # Modules that add their own subcommands through ``register(subparsers)``.
-EXTENSIONS = ("appliance.cli_setup", "appliance.cli_cache")
+EXTENSIONS = ("appliance.cli_setup", "appliance.cli_control", "appliance.cli_cache")
 _GROUP_HELP = {"config": "convert and check the configuration", "ca": "the interception CA"}
 
 

@@ -1,9 +1,9 @@
 """``appliance cache ...`` on the cache directory itself, and ``appliance prefetch``.
 
-These work on a stopped appliance (after a crash, before a start): they take the cache directory's
-lock, so they never touch files under a running engine; against a running one, they say so and
-point at the control-socket commands. ``prefetch`` is the opposite: it needs a running engine and
-pulls through it.
+``cache ls|purge|verify`` go through the control socket when an engine runs (cli_control); these are
+their fallbacks for a stopped appliance (after a crash, before a start). They take the cache
+directory's lock, so they never touch files under a running engine. ``prefetch`` is the opposite: it
+needs a running engine and pulls through it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from appliance.config import Config
@@ -54,6 +56,7 @@ async def _offline(config: Config, action: str, args: argparse.Namespace) -> int
         await cache.start()
         if action == "verify":
             report = await cache.verify(repair=args.repair)
+            print(f"(engine not running: checked {config.cache_dir} directly)", file=sys.stderr)
             print(report.summary())
             return 0 if report.consistent or args.repair else 1
         if action == "ls":
@@ -96,7 +99,7 @@ async def _purge(config: Config, cache: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _cache_command(action: str) -> Any:
+def _cache_command(action: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         config = _config(args)
         try:
@@ -131,32 +134,16 @@ def _prefetch(args: argparse.Namespace) -> int:
     return status
 
 
+def run_offline(action: str, args: argparse.Namespace) -> int:
+    """``cache ls|purge|verify`` on the cache directory of a stopped appliance."""
+    return _cache_command(action)(args)
+
+
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    cache = subparsers.add_parser("cache", help="inspect and repair the cache directory (engine stopped)")
-    actions = cache.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
-    verify = actions.add_parser(
-        "verify", help="re-hash every entry and check the index agrees with the files"
-    )
-    verify.add_argument("--repair", action="store_true", help="remove corrupt entries, rebuild index rows")
-    listing = actions.add_parser("ls", help="images and blobs with sizes and last use")
-    listing.add_argument("--registry", metavar="HOST")
-    purge = actions.add_parser("purge", help="forget an image, a registry, or everything")
-    purge.add_argument("image", nargs="?", metavar="IMAGE")
-    purge.add_argument("--registry", metavar="HOST")
-    purge.add_argument("--all", action="store_true")
-    for name, sub in (("verify", verify), ("ls", listing), ("purge", purge)):
-        sub.add_argument("--config", metavar="FILE", type=_path, help="TOML configuration file")
-        sub.set_defaults(handler=_cache_command(name))
     pre = subparsers.add_parser("prefetch", help="warm the cache: pull images through the running engine")
     pre.add_argument("images", nargs="+", metavar="IMAGE")
     pre.add_argument(
         "--platform", action="append", metavar="OS/ARCH", help="only these platforms of an index"
     )
-    pre.add_argument("--config", metavar="FILE", type=_path, help="TOML configuration file")
+    pre.add_argument("--config", metavar="FILE", type=Path, help="TOML configuration file")
     pre.set_defaults(handler=_prefetch)
-
-
-def _path(value: str) -> Any:
-    from pathlib import Path
-
-    return Path(value)

@@ -11,24 +11,40 @@ import logging
 import signal
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from aiohttp import web
 
-from appliance import __version__, mirror, oci, tunnel, tunnel_policy
+from appliance import __version__, auth, metrics, mirror, oci, tunnel, tunnel_policy
 from appliance.accesslog import AccessLog
 from appliance.ca import CertificateAuthority, LeafCertificates, expiry_warning
 from appliance.cache import BlobCache, ManifestCache
+from appliance.cache.lock import CacheLock
 from appliance.config import Config, RegistryConfig, ResolveOverride, Scheme, normalize_host
+from appliance.control import CONTROL_GROUP_ENV, ConfigSource, ControlServer, event_queue_size
 from appliance.errors import ApplianceError, ErrorCode, RegistryError, UpstreamError
 from appliance.events import EventBus, RequestKind
+from appliance.ratelimit import RateLimitState
 from appliance.registry_api import RegistryProxy, error_response
 from appliance.server import ConnContext, ConnectRefused, FrontDoor, TunnelIO
-from appliance.setup_scripts import systemd_script
+from appliance.setup_scripts import SetupKind, render_setup, valid_address
+from appliance.stats import Stats
 from appliance.upstream import UpstreamClient
 
 log = logging.getLogger("appliance.engine")
+
+# Settings a hot reload cannot change: they are bound when the engine starts.
+RESTART_ONLY = (
+    "listen_host",
+    "listen_port",
+    "cache_dir",
+    "ca_dir",
+    "ca_cert_file",
+    "ca_key_file",
+    "control_socket",
+    "cache",
+)
 
 
 @dataclass
@@ -67,10 +83,15 @@ class Engine:
             timeouts=self.config.timeouts,
         )
         self.own_addresses: set[str] = set()
+        self.cache_lock = CacheLock(self.config.cache_dir)
+        self.stats = Stats()
+        self.events.add_listener(self.stats)
+        self.control: ControlServer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        await asyncio.to_thread(self.cache_lock.acquire)
         await self.upstream.start()
         await self.blobs.start()
         self.listen_addresses = await self.door.listen(self.config.listen_host, self.config.listen_port)
@@ -80,6 +101,34 @@ class Engine:
         await self.door.close()
         await self.blobs.close()
         await self.upstream.close()
+        self.cache_lock.release()
+
+    def reload(self, config: Config) -> tuple[str, ...]:
+        """Hot reload: apply ``config``, except settings bound at start-up, which are returned."""
+        previous = self.config
+        pending = tuple(name for name in RESTART_ONLY if getattr(config, name) != getattr(previous, name))
+        # Keep what is really running visible in engine.config until a restart.
+        self.apply(replace(config, **{name: getattr(previous, name) for name in pending}))
+        self.access_log.fmt = config.log_format
+        return pending
+
+    def rate_limits(self) -> dict[str, RateLimitState]:
+        """Registry host -> the rate-limit facts it last sent."""
+        states = ((r.host, self.upstream.rate_limit(r)) for r in self.config.registries)
+        return {host: state for host, state in states if state is not None}
+
+    async def metrics_response(self) -> web.Response:
+        data = metrics.MetricsInput(
+            version=__version__,
+            started=self.started,
+            stats=self.stats,
+            usage=await self.blobs.usage(),
+            inflight=self.blobs.inflight(),
+            events_dropped=self.events.dropped_total,
+            event_subscribers=len(self.control.subscriptions) if self.control else 0,
+            rate_limits=self.rate_limits(),
+        )
+        return web.Response(text=metrics.render(data), headers={"Content-Type": metrics.CONTENT_TYPE})
 
     def apply(self, config: Config) -> None:
         """Swap in a new configuration without dropping connections (hot reload)."""
@@ -87,6 +136,22 @@ class Engine:
         self.upstream.reconfigure(config)
 
     # -- routing ---------------------------------------------------------------------------------
+
+    def _realm_authorization(self, realm: str, request: web.BaseRequest) -> str | None:
+        """Seed behaviour on a token realm (``auth.docker.io``): Basic credentials for the client.
+
+        The ``scope`` parameter names the repository, so a repository-prefix credential
+        (``docker.io/orgA``) is chosen over the host's - the seed's "several Docker Hub accounts".
+        """
+        scope = request.rel_url.query.get("scope", "")
+        parts = scope.split(":")
+        repository = parts[1] if len(parts) >= 3 and parts[0] == "repository" else None
+        for registry in self.config.registries:
+            if normalize_host(realm) in (normalize_host(h) for h in registry.auth_hosts):
+                credential = auth.choose_credential(self.config.credentials, registry, repository)
+                if credential is not None:
+                    return auth.basic_authorization(credential)
+        return None
 
     def intercepted(self, host: str, port: int) -> RegistryConfig | None:
         name = host if port == 443 else f"{host}:{port}"
@@ -157,19 +222,35 @@ class Engine:
             registry = self.intercepted(host, int(port) if port else 443)
             if registry is None:  # removed by a hot reload while the tunnel was open
                 raise RegistryError(404, ErrorCode.NAME_UNKNOWN, f"{target} is no longer served")
-            kind = RequestKind.TOKEN if self.config.registry_for(target) is None else None
+            if self.config.registry_for(target) is not None:
+                return await self.proxy.handle(request, registry, request.rel_url.path_qs, context.client)
             return await self.proxy.handle(
-                request, registry, request.rel_url.path_qs, context.client, kind=kind
+                request,
+                registry,
+                request.rel_url.path_qs,
+                context.client,
+                kind=RequestKind.TOKEN,
+                authorization=self._realm_authorization(target, request),
             )
         if request.url.is_absolute() and request.url.scheme == "http" and request.raw_path.startswith("http"):
             return await self._forward_plain_http(request, context)
         path = request.path
         if path == "/" or path == "/healthz":
             return self._health(request)
+        if path == "/metrics":
+            return await self.metrics_response()
         if path == "/ca.crt":
             return web.Response(body=self.ca.cert_pem, content_type="application/x-x509-ca-cert")
-        if path == "/setup/systemd":
-            return web.Response(text=systemd_script(_base_url(request)), content_type="text/x-shellscript")
+        if path.startswith("/setup/"):
+            setup = path.removeprefix("/setup/")
+            if setup not in set(SetupKind):
+                choices = ", ".join(SetupKind)
+                raise RegistryError(404, ErrorCode.NAME_UNKNOWN, f"no setup for {setup}: try {choices}")
+            address = _base_url(request).removeprefix("http://")
+            if not valid_address(address):
+                raise RegistryError(400, ErrorCode.UNSUPPORTED, "the Host header is not a HOST:PORT address")
+            document = render_setup(SetupKind(setup), address, self.config.registries)
+            return web.Response(text=document.text, content_type=document.content_type)
         if path == "/v2" or path.startswith("/v2/"):
             return await self._mirror(request, context)
         raise RegistryError(404, ErrorCode.NAME_UNKNOWN, f"nothing is served at {path}")
@@ -197,6 +278,8 @@ class Engine:
         return await self.proxy.handle(request, registry, request.url.path_qs, context.client)
 
     async def _mirror(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
+        if mirror.is_bare_ping(request.path, request.rel_url.query):
+            return web.json_response({}, headers=[oci.API_VERSION_HEADER])
         target = mirror.route(self.config, request.path, request.rel_url.query)
         return await self.proxy.handle(request, target.registry, target.path_qs, context.client)
 
@@ -206,8 +289,11 @@ def _base_url(request: web.BaseRequest) -> str:
     return f"http://{host}"
 
 
-async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM/SIGINT."""
+async def serve(
+    config: Config, *, ready: asyncio.Event | None = None, source: ConfigSource | None = None
+) -> None:
+    """Run until SIGTERM/SIGINT.  ``source`` is how ``config`` was built (for hot reloads)."""
+    source = source or ConfigSource(config_path=config.config_path)
     loop = asyncio.get_running_loop()
     ca = await loop.run_in_executor(
         None, CertificateAuthority.load_or_create, config.ca_cert_path, config.ca_key_path
@@ -215,8 +301,17 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     warning = expiry_warning(ca)
     if warning:
         log.warning("%s", warning)
-    engine = Engine(config=config, ca=ca)
+    engine = Engine(config=config, ca=ca, events=EventBus(queue_size=event_queue_size(source.environ)))
     await engine.start()
+    control = ControlServer(
+        engine, source, config.control_socket, group=source.environ.get(CONTROL_GROUP_ENV) or None
+    )
+    try:
+        await control.start()
+    except BaseException:
+        await engine.close()
+        raise
+    engine.control = control
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -231,10 +326,11 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         await stop.wait()
     finally:
         log.info("shutting down")
+        await control.close()
         await engine.close()
 
 
-def run(config: Config) -> int:
+def run(config: Config, source: ConfigSource | None = None) -> int:
     """Entry point of ``appliance run``: returns the process exit status."""
     logging.basicConfig(
         level=logging.DEBUG if config.debug else logging.INFO,
@@ -243,7 +339,7 @@ def run(config: Config) -> int:
     for directory in (config.cache_dir, config.ca_dir, config.control_socket.parent):
         Path(directory).mkdir(parents=True, exist_ok=True)
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, source=source))
     except ApplianceError as exc:
         log.error("%s", exc)
         return 2

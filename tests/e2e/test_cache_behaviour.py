@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures import ALICE
 from tests.fixtures.appliance import ROOT, Appliance, UpstreamSpec
 from tests.fixtures.badupstream import BadUpstream, Mode
 from tests.fixtures.clients import ClientResult, skopeo_copy
 from tests.fixtures.images import ImageInfo, ImagePusher
-from tests.fixtures.pki import TestPKI
+from tests.fixtures.pki import OTHER_HOST, TestPKI
 from tests.fixtures.registry import UpstreamRegistry
 
 pytestmark = pytest.mark.e2e
@@ -271,7 +272,7 @@ def test_prefetch_warms_the_cache_so_a_pull_needs_no_upstream(
         assert set(_statuses(appliance, image, "blob")[-len(image.layer_digests) :]) == {"HIT"}
 
 
-def test_offline_cache_commands_list_purge_and_refuse_to_touch_a_running_engines_cache(
+def test_cache_commands_use_the_running_engine_and_fall_back_to_the_directory_when_it_is_stopped(
     tmp_path: Path,
     pki: TestPKI,
     bad: BadUpstream,
@@ -281,12 +282,37 @@ def test_offline_cache_commands_list_purge_and_refuse_to_touch_a_running_engines
     image = push_test_image(open_registry, layer_sizes=(10_000,))
     with _appliance(tmp_path, pki, bad) as appliance:
         _pull(appliance, bad, image, tmp_path / "one").check()
-        busy = _cache_cli(appliance, "verify", "--repair")
-        assert busy.returncode == 2
-        assert "in use by a running appliance" in busy.stderr
+        live = _cache_cli(appliance, "verify")
+        assert live.returncode == 0 and "consistent" in live.stdout
+        assert "engine not running" not in live.stderr  # answered by the engine over its socket
+    offline = _cache_cli(appliance, "verify")
+    assert offline.returncode == 0 and "engine not running" in offline.stderr
     listing = _cache_cli(appliance, "ls")
     assert listing.returncode == 0 and image.repository in listing.stdout and "latest" in listing.stdout
     purged = _cache_cli(appliance, "purge", image.reference(bad.name_port))
     assert purged.returncode == 0 and "purged" in purged.stdout
     assert not set(image.layer_digests) & set(_cached_blob_files(appliance))
     assert image.repository not in _cache_cli(appliance, "ls").stdout
+
+
+def test_cdn_redirects_are_followed_by_the_engine_without_credentials_and_cached_by_digest(
+    tmp_path: Path, pki: TestPKI, htpasswd_registry: UpstreamRegistry, push_test_image: ImagePusher
+) -> None:
+    image = push_test_image(htpasswd_registry, layer_sizes=(80_000, 20_000))
+    with BadUpstream(htpasswd_registry, pki) as cdn_upstream:
+        cdn_upstream.mode = Mode.REDIRECT
+        spec = UpstreamSpec(cdn_upstream.name_port, cdn_upstream.host_port, credentials=ALICE)
+        other = f"{OTHER_HOST}:{cdn_upstream.port}={cdn_upstream.host_port}"
+        with Appliance(
+            tmp_path / "appliance", [spec], upstream_ca=pki.ca_file, extra_resolve=[other]
+        ) as appliance:
+            first = _pull(appliance, cdn_upstream, image, tmp_path / "one").check()
+            assert first.digest == image.manifest_digest
+            assert len(cdn_upstream.cdn_gets) == len(image.blob_digests)
+            assert all(auth is None for _path, auth in cdn_upstream.cdn_gets), cdn_upstream.cdn_gets
+            cdn_upstream.clear()
+            cdn_upstream.cdn_gets.clear()
+            second = _pull(appliance, cdn_upstream, image, tmp_path / "two").check()
+            assert second.digest == image.manifest_digest
+            assert cdn_upstream.blob_requests() == 0 and cdn_upstream.cdn_gets == []
+            assert "s3cr3t-signature" not in appliance.log_text()

@@ -1,0 +1,140 @@
+"""``GET /metrics``: the Prometheus text exposition format (0.0.4), written directly.
+
+No prometheus-client at run time: every number already lives in ``Stats``, the cache and the
+event bus, so rendering is one pass over them per scrape and no second set of counters can drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from appliance.cache import CacheUsage, FillProgress
+from appliance.ratelimit import RateLimitState
+from appliance.stats import FROM_CACHE, FROM_UPSTREAM, Stats
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsInput:
+    version: str
+    started: float
+    stats: Stats
+    usage: CacheUsage
+    inflight: Sequence[FillProgress]
+    events_dropped: int
+    event_subscribers: int
+    rate_limits: Mapping[str, RateLimitState]  # registry host -> last known quota
+
+
+def escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+
+    def sample(self, name: str, value: float, labels: Mapping[str, str] | None = None) -> None:
+        text = repr(float(value)) if isinstance(value, float) else str(value)
+        if labels:
+            inner = ",".join(f'{k}="{escape(v)}"' for k, v in labels.items())
+            self.lines.append(f"{name}{{{inner}}} {text}")
+        else:
+            self.lines.append(f"{name} {text}")
+
+
+def render(data: MetricsInput) -> str:
+    w = _Writer()
+    w.family("appliance_info", "gauge", "Version of the running appliance.")
+    w.sample("appliance_info", 1, {"version": data.version})
+    w.family("appliance_start_time_seconds", "gauge", "Start time of the appliance, Unix seconds.")
+    w.sample("appliance_start_time_seconds", float(data.started))
+
+    cells = data.stats.cells()
+    w.family("appliance_cache_requests_total", "counter", "Client requests by registry, kind, cache status.")
+    for registry, kind, status, count, _ in cells:
+        w.sample(
+            "appliance_cache_requests_total", count, {"registry": registry, "kind": kind, "status": status}
+        )
+    w.family(
+        "appliance_cache_response_bytes_total", "counter", "Bytes sent to clients by registry, kind, status."
+    )
+    for registry, kind, status, _, nbytes in cells:
+        w.sample(
+            "appliance_cache_response_bytes_total",
+            nbytes,
+            {"registry": registry, "kind": kind, "status": status},
+        )
+    served: dict[str, int] = {}
+    fetched: dict[str, int] = {}
+    for registry, _, status, _, nbytes in cells:
+        if status in FROM_CACHE:
+            served[registry] = served.get(registry, 0) + nbytes
+        elif status in FROM_UPSTREAM:
+            fetched[registry] = fetched.get(registry, 0) + nbytes
+    w.family(
+        "appliance_bytes_served_from_cache_total",
+        "counter",
+        "Bytes served to clients from the cache (HIT, STALE, REVALIDATED, COALESCED): bytes saved.",
+    )
+    for registry in sorted(served):
+        w.sample("appliance_bytes_served_from_cache_total", served[registry], {"registry": registry})
+    w.family(
+        "appliance_bytes_fetched_upstream_total",
+        "counter",
+        "Bytes fetched from upstream and served to clients (MISS, BYPASS).",
+    )
+    for registry in sorted(fetched):
+        w.sample("appliance_bytes_fetched_upstream_total", fetched[registry], {"registry": registry})
+    w.family("appliance_upstream_errors_total", "counter", "Requests that failed because of the upstream.")
+    for registry, count in sorted(data.stats.upstream_errors.items()):
+        w.sample("appliance_upstream_errors_total", count, {"registry": registry})
+
+    usage = data.usage
+    w.family("appliance_cache_size_bytes", "gauge", "Bytes of committed cache entries.")
+    w.sample("appliance_cache_size_bytes", usage.bytes)
+    w.family("appliance_cache_max_size_bytes", "gauge", "The cache's hard cap (CACHE_MAX_SIZE).")
+    w.sample("appliance_cache_max_size_bytes", usage.cap)
+    w.family("appliance_cache_reserved_bytes", "gauge", "Bytes reserved by fills in progress.")
+    w.sample("appliance_cache_reserved_bytes", usage.filling)
+    w.family("appliance_cache_entries", "gauge", "Committed cache entries (blobs and manifests).")
+    w.sample("appliance_cache_entries", usage.entries)
+    w.family("appliance_cache_registry_size_bytes", "gauge", "Bytes of cache entries per registry.")
+    for reg in usage.registries:
+        w.sample("appliance_cache_registry_size_bytes", reg.bytes, {"registry": reg.registry})
+    w.family("appliance_cache_evictions_total", "counter", "Entries evicted, expired or purged since start.")
+    w.sample("appliance_cache_evictions_total", usage.evicted)
+
+    fills = [f for f in data.inflight if not f.finished]
+    w.family("appliance_cache_inflight_fills", "gauge", "Blob downloads into the cache in progress.")
+    w.sample("appliance_cache_inflight_fills", len(fills))
+    w.family("appliance_cache_inflight_clients", "gauge", "Client requests streaming from fills in progress.")
+    w.sample("appliance_cache_inflight_clients", sum(f.readers for f in fills))
+
+    w.family(
+        "appliance_upstream_rate_limit_remaining",
+        "gauge",
+        "Pulls left in the registry's rate-limit window (Docker Hub ratelimit-remaining).",
+    )
+    for host, state in sorted(data.rate_limits.items()):
+        if state.remaining is not None:
+            w.sample("appliance_upstream_rate_limit_remaining", state.remaining.value, {"registry": host})
+    w.family("appliance_upstream_rate_limit_limit", "gauge", "The registry's pull quota per window.")
+    for host, state in sorted(data.rate_limits.items()):
+        if state.limit is not None:
+            w.sample("appliance_upstream_rate_limit_limit", state.limit.value, {"registry": host})
+
+    w.family("appliance_events_dropped_total", "counter", "Events lost by slow event-stream subscribers.")
+    w.sample("appliance_events_dropped_total", data.events_dropped)
+    w.family("appliance_events_subscribers", "gauge", "Connected event-stream subscribers.")
+    w.sample("appliance_events_subscribers", data.event_subscribers)
+    return "\n".join(w.lines) + "\n"
+
+
+__all__ = ["CONTENT_TYPE", "MetricsInput", "render"]
