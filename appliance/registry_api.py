@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -22,6 +23,7 @@ from appliance.config import Config, RegistryConfig
 from appliance.digests import Algorithm, digest_of, parse_digest
 from appliance.errors import ErrorCode, IntegrityError, RegistryError, UpstreamError
 from appliance.events import CacheStatus, Event, EventBus, RequestKind
+from appliance.health import UpstreamHealth
 from appliance.oci import Endpoint, Route
 from appliance.upstream import UpstreamClient, UpstreamResponse
 
@@ -133,6 +135,7 @@ class RegistryProxy:
     blobs: BlobCache
     manifests: ManifestCache
     events: EventBus
+    health: UpstreamHealth = field(default_factory=UpstreamHealth)
 
     async def handle(
         self,
@@ -201,15 +204,29 @@ class RegistryProxy:
             return await self._manifest(request, registry, route, draft)
         return await self._relay(request, registry, route, draft)
 
+    async def _upstream(
+        self, registry: RegistryConfig, method: str, path_qs: str, **kwargs: Any
+    ) -> UpstreamResponse:
+        """One upstream request, skipped at once while the registry is known to be unreachable."""
+        reason = self.health.unreachable(registry.host)
+        if reason is not None:
+            raise UpstreamError(registry.host, reason)
+        try:
+            answer = await self.upstream.request(registry, method, path_qs, **kwargs)
+        except UpstreamError as exc:
+            if exc.status is None:  # connection-level: refused, timed out, TLS failure
+                self.health.failed(registry.host, exc.message)
+            raise
+        self.health.succeeded(registry.host)
+        return answer
+
     # -- /v2/ ----------------------------------------------------------------------------------
 
     async def _ping(
         self, request: web.BaseRequest, registry: RegistryConfig, draft: Draft
     ) -> web.StreamResponse:
         try:
-            answer = await self.upstream.request(
-                registry, "GET", "/v2/", client_authorization=draft.authorization
-            )
+            answer = await self._upstream(registry, "GET", "/v2/", client_authorization=draft.authorization)
         except UpstreamError as exc:
             return self._local_ping(draft, f"upstream unreachable, answering /v2/ locally: {exc.message}")
         draft.upstream_status = answer.status
@@ -244,7 +261,7 @@ class RegistryProxy:
                 await reader.close()
 
         async def fetch() -> BlobSource:
-            answer = await self.upstream.request(
+            answer = await self._upstream(
                 registry,
                 "GET",
                 f"/v2/{route.repository}/blobs/{digest}",
@@ -336,7 +353,7 @@ class RegistryProxy:
                 draft.status = CacheStatus.HIT
                 return _manifest_response(stored.body, stored.media_type, stored.digest, head, draft)
             try:
-                check = await self.upstream.request(
+                check = await self._upstream(
                     registry,
                     "HEAD",
                     f"/v2/{route.repository}/manifests/{route.reference}",
@@ -378,7 +395,7 @@ class RegistryProxy:
         klass: str | None,
     ) -> web.StreamResponse:
         try:
-            answer = await self.upstream.request(
+            answer = await self._upstream(
                 registry,
                 "GET",
                 f"/v2/{route.repository}/manifests/{route.reference}",
@@ -474,7 +491,7 @@ class RegistryProxy:
         has_body = request.method in ("POST", "PUT", "PATCH") and (
             request.content_length not in (None, 0) or request.headers.get("Transfer-Encoding") == "chunked"
         )
-        answer = await self.upstream.request(
+        answer = await self._upstream(
             registry,
             request.method,
             draft.path_qs if route.endpoint is not Endpoint.PING else "/v2/",

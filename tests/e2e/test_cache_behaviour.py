@@ -316,3 +316,21 @@ def test_cdn_redirects_are_followed_by_the_engine_without_credentials_and_cached
             assert second.digest == image.manifest_digest
             assert cdn_upstream.blob_requests() == 0 and cdn_upstream.cdn_gets == []
             assert "s3cr3t-signature" not in appliance.log_text()
+
+
+def test_an_unreachable_upstream_is_not_retried_on_every_request_of_a_cached_pull(
+    tmp_path: Path,
+    pki: TestPKI,
+    bad: BadUpstream,
+    open_registry: UpstreamRegistry,
+    push_test_image: ImagePusher,
+) -> None:
+    image = push_test_image(open_registry, layer_sizes=(20_000, 10_000))
+    with _appliance(tmp_path, pki, bad) as appliance:
+        _pull(appliance, bad, image, tmp_path / "one").check()
+        bad.mode = Mode.RESET
+        offline = _pull(appliance, bad, image, tmp_path / "two").check()
+        assert offline.digest == image.manifest_digest
+        # The first failure marks the registry unreachable; the rest of the pull skips it.
+        assert bad.resets <= 2, bad.resets
+        assert "not retried for another" in appliance.log_text()
