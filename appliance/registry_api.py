@@ -378,9 +378,10 @@ class RegistryProxy:
                 await self.manifests.touch_tag(registry.host, route.repository, route.reference, klass)
                 draft.status = CacheStatus.REVALIDATED
                 return _manifest_response(stored.body, stored.media_type, stored.digest, head, draft)
-            if check.status != 200 or head:
-                # A moved tag on HEAD: relay the upstream's own answer rather than spend a GET.
+            if head:
+                # A moved (or refused) tag on HEAD: relay the upstream's own answer, never spend a GET.
                 return _relay_head(check, draft)
+            # GET: the tag moved, or the upstream refused; its GET answer is stored or relayed as is.
         elif head:
             return await self._relay(request, registry, route, draft)
         return await self._fetch_manifest(request, registry, route, draft, accepted, klass)
