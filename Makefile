@@ -39,7 +39,7 @@ system-deps:
 	fi
 
 lint: test-venv
-	$(BIN)/ruff check appliance tui tests bench
+	$(BIN)/ruff check .
 
 typecheck: test-venv
 	$(BIN)/mypy
@@ -49,3 +49,16 @@ test: system-deps test-venv lint typecheck
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# Benchmarks against the peers (issue 9; docs/performance.md): not part of `make test`.
+# BENCH_ARGS=--quick for a tiny-size run; results land in bench/results/latest.json.
+BENCH_DEBS := docker-registry skopeo nginx-light curl
+bench: test-venv
+	@missing=""; for p in $(BENCH_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (run as root to install them)"; exit 1; fi; \
+	fi
+	$(BIN)/python -m bench $(BENCH_ARGS)
