@@ -10,6 +10,7 @@ committed; on any failure every reader gets the same error and nothing is left b
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -215,6 +216,12 @@ class FillManager:
             await self._cleanup(fill, source, temp, reserved, handed_over)
 
     @staticmethod
+    def _landed(fill: Fill, written: int, landing: asyncio.Future[tuple[None, None]]) -> None:
+        if not landing.cancelled() and landing.exception() is None:
+            fill.written = written
+            fill.notify()
+
+    @staticmethod
     def _check_size(fill: Fill, source: BlobSource) -> None:
         if fill.total is not None and source.size is not None and fill.total != source.size:
             raise IntegrityError(
@@ -237,11 +244,16 @@ class FillManager:
     async def _copy(self, fill: Fill, source: BlobSource, temp: TempBlob, reserved: int) -> int:
         hasher = fill.key.digest.hasher()
         last_report = time.monotonic()
+        # One chunk is written and hashed (off the loop) while the next one is received: without
+        # this overlap the upstream connection idles during every disk write (a cold pull ran at
+        # ~1/3 of a direct one).  At most two chunks are held, and writes stay in order.
+        landing: asyncio.Future[tuple[None, None]] | None = None
+        received = 0
         try:
             async for chunk in source.chunks:
                 if not chunk:
                     continue
-                size = fill.written + len(chunk)
+                size = received + len(chunk)
                 if fill.total is not None and size > fill.total:
                     raise IntegrityError(
                         fill.key.registry, f"{fill.key.digest}: upstream sent more than {fill.total} bytes"
@@ -252,19 +264,29 @@ class FillManager:
                             fill.key.registry, "cache full: cannot store a blob of unknown size"
                         )
                     reserved += UNKNOWN_SIZE_STEP
-                await asyncio.gather(temp.write(chunk), asyncio.to_thread(hasher.update, chunk))
-                fill.written = size
-                fill.notify()
-                now = time.monotonic()
-                if now - last_report >= _PROGRESS_INTERVAL:
-                    last_report = now
-                    self._report(fill)
+                if landing is not None:
+                    await landing
+                    now = time.monotonic()
+                    if now - last_report >= _PROGRESS_INTERVAL:
+                        last_report = now
+                        self._report(fill)
+                landing = asyncio.gather(temp.write(chunk), asyncio.to_thread(hasher.update, chunk))
+                # Readers see the bytes as soon as they are on disk, not when the next chunk comes.
+                landing.add_done_callback(functools.partial(self._landed, fill, size))
+                received = size
+            if landing is not None:
+                pending, landing = landing, None
+                await pending
         except ApplianceError:
             raise
         except Exception as exc:  # the upstream body iterator: aiohttp/OS errors mid-stream
             raise UpstreamError(
-                fill.key.registry, f"upstream stream failed after {fill.written} bytes: {type(exc).__name__}"
+                fill.key.registry, f"upstream stream failed after {received} bytes: {type(exc).__name__}"
             ) from exc
+        finally:
+            if landing is not None:
+                # Failed mid-chunk: let the last write finish before the temp file is discarded.
+                await asyncio.gather(landing, return_exceptions=True)
         if fill.total is not None and fill.written != fill.total:
             raise IntegrityError(
                 fill.key.registry,
