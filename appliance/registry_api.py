@@ -6,6 +6,7 @@ way it arrived (a MITM tunnel or mirror mode), and publishes exactly one event f
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -30,6 +31,7 @@ from appliance.upstream import UpstreamClient, UpstreamResponse
 log = logging.getLogger("appliance.registry")
 
 CHUNK = 256 * 1024
+TLS_HIT_CHUNK = 1024 * 1024
 PASSTHROUGH_BODY_LIMIT = 64 * 1024
 # Response headers worth relaying from an upstream to a client; everything else (cookies, CDN
 # and hop-by-hop headers) stays behind.
@@ -291,7 +293,9 @@ class RegistryProxy:
         size = reader.size
         span = _parse_range(request.headers.get("Range"), size)
         headers = _blob_headers(digest, size)
-        if reader.path is not None and size is not None:
+        transport = request.transport
+        tls = transport is not None and transport.get_extra_info("sslcontext") is not None
+        if reader.path is not None and size is not None and not tls:
             # A committed file: aiohttp's FileResponse does Range and uses sendfile where it can.
             headers.pop("Content-Length", None)
             file_response = _FileResponse(reader.path, chunk_size=CHUNK, headers=headers)
@@ -310,8 +314,11 @@ class RegistryProxy:
             response.content_length = end - start
         draft.http_status = response.status
         await response.prepare(request)
+        # A hit over TLS is encrypted on the loop anyway (no sendfile): big reads, one kept in flight
+        # while the previous one is written, keep both the disk and the loop busy.
+        chunk_size = TLS_HIT_CHUNK if reader.status is CacheStatus.HIT else CHUNK
         try:
-            async for chunk in reader.chunks(start, end):
+            async for chunk in _read_ahead(reader.chunks(start, end, size=chunk_size)):
                 await response.write(chunk)
                 draft.bytes += len(chunk)
         except ConnectionError:
@@ -631,6 +638,28 @@ def _unsatisfiable(size: int) -> RegistryError:
         "requested range not satisfiable",
         headers={"Content-Range": f"bytes */{size}"},
     )
+
+
+async def _read_ahead(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Yield ``chunks`` while the next one is already being read."""
+    iterator = aiter(chunks)
+    pending: asyncio.Future[bytes] = asyncio.ensure_future(anext(iterator))
+    try:
+        while True:
+            try:
+                chunk = await pending
+            except StopAsyncIteration:
+                return
+            pending = asyncio.ensure_future(anext(iterator))
+            yield chunk
+    finally:
+        if not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await pending
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def _body(request: web.BaseRequest) -> AsyncIterator[bytes]:

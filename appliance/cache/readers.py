@@ -38,7 +38,9 @@ class BlobReader(abc.ABC):
     path: Path | None  # a HIT on the filesystem store: the file, for sendfile
 
     @abc.abstractmethod
-    def chunks(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    def chunks(
+        self, start: int = 0, end: int | None = None, *, size: int = READ_CHUNK
+    ) -> AsyncIterator[bytes]:
         """Bytes ``[start, end)``; raises IntegrityError/UpstreamError if the bytes turn out bad."""
 
     @abc.abstractmethod
@@ -70,11 +72,13 @@ class HitReader(BlobReader):
         self._release: Callable[[], None] | None = release
         self._registry = registry
 
-    async def chunks(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    async def chunks(
+        self, start: int = 0, end: int | None = None, *, size: int = READ_CHUNK
+    ) -> AsyncIterator[bytes]:
         pos, stop = _span(start, end, self.size)
         assert stop is not None
         while pos < stop:
-            data = await self._obj.read_at(pos, min(READ_CHUNK, stop - pos))
+            data = await self._obj.read_at(pos, min(size, stop - pos))
             if not data:
                 raise IntegrityError(self._registry, f"cached file shrank: {pos} of {self.size} bytes")
             pos += len(data)
@@ -101,7 +105,9 @@ class FollowReader(BlobReader):
     def size(self) -> int | None:  # type: ignore[override]
         return None if self._fill is None else self._fill.total
 
-    async def chunks(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    async def chunks(
+        self, start: int = 0, end: int | None = None, *, size: int = READ_CHUNK
+    ) -> AsyncIterator[bytes]:
         fill = self._fill
         if fill is None:
             raise ValueError("reader is closed")
@@ -116,7 +122,7 @@ class FollowReader(BlobReader):
                 return
             if pos < fill.written:
                 limit = fill.written if stop is None else min(fill.written, stop)
-                data = await fill.read_at(pos, min(READ_CHUNK, limit - pos))
+                data = await fill.read_at(pos, min(size, limit - pos))
                 if fill.total is not None and pos + len(data) >= fill.total:
                     # The last bytes wait for the verdict, so a client never completes a bad blob.
                     while not fill.finished:
@@ -150,7 +156,9 @@ class BypassReader(BlobReader):
         self._used = False
         self._closed = False
 
-    async def chunks(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    async def chunks(
+        self, start: int = 0, end: int | None = None, *, size: int = READ_CHUNK
+    ) -> AsyncIterator[bytes]:
         if self._used:
             raise ValueError("a pass-through blob can be read only once")
         self._used = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import subprocess
 import sys
 import threading
@@ -334,3 +335,49 @@ def test_an_unreachable_upstream_is_not_retried_on_every_request_of_a_cached_pul
         # The first failure marks the registry unreachable; the rest of the pull skips it.
         assert bad.resets <= 2, bad.resets
         assert "not retried for another" in appliance.log_text()
+
+
+def _curl_blob(appliance: Appliance, url: str, *extra: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--max-time",
+            "30",
+            "-x",
+            appliance.url,
+            "--cacert",
+            str(appliance.cert_dir() / "ca.crt"),
+            "-w",
+            "\n%{http_code}",
+            *extra,
+            url,
+        ],
+        capture_output=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_range_requests_through_the_proxy_are_answered_from_the_cache(
+    tmp_path: Path,
+    pki: TestPKI,
+    bad: BadUpstream,
+    open_registry: UpstreamRegistry,
+    push_test_image: ImagePusher,
+) -> None:
+    image = push_test_image(open_registry, layer_sizes=(3_000_000,))
+    digest = image.layer_digests[0]
+    with _appliance(tmp_path, pki, bad) as appliance:
+        url = f"https://{bad.name_port}/v2/{image.repository}/blobs/{digest}"
+        full = _curl_blob(appliance, url).stdout
+        body, status = full[:-4], full[-3:]
+        assert status == b"200" and "sha256:" + hashlib.sha256(body).hexdigest() == digest
+        bad.clear()
+        part = _curl_blob(appliance, url, "-r", "1000-1999").stdout
+        assert part[-3:] == b"206" and part[:-4] == body[1000:2000]
+        tail = _curl_blob(appliance, url, "-H", "Range: bytes=-500").stdout
+        assert tail[-3:] == b"206" and tail[:-4] == body[-500:]
+        past = _curl_blob(appliance, url, "-H", f"Range: bytes={len(body) + 10}-").stdout
+        assert past[-3:] == b"416"
+        assert bad.blob_requests() == 0
