@@ -46,6 +46,8 @@ log = logging.getLogger("appliance.control")
 T = TypeVar("T")
 # Frames stay small enough for any client to parse promptly, even after a long stall.
 MAX_EVENTS_PER_FRAME = 500
+COALESCE_SECONDS = 0.05
+JSON_CACHE_SIZE = 4096  # events whose JSON is kept for the other subscribers (the bus's ring is 500)
 EVENT_QUEUE_ENV = "APPLIANCE_EVENT_QUEUE"
 CONTROL_GROUP_ENV = "APPLIANCE_CONTROL_GROUP"
 
@@ -181,6 +183,8 @@ class ControlServer:
         self._streams: set[asyncio.Task[Any]] = set()
         # Keyed by id(): subscriptions are mutable dataclasses, so not hashable.
         self.subscriptions: dict[int, Subscription] = {}
+        # id(event) -> (event, its JSON); the event is kept so a reused id never matches.
+        self._json_cache: dict[int, tuple[Event, str]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -275,6 +279,18 @@ class ControlServer:
 
     # -- the event stream ----------------------------------------------------------------------
 
+    def _event_json(self, event: Event) -> str:
+        """An event's JSON, computed once however many subscribers send it."""
+        key = id(event)
+        cached = self._json_cache.get(key)
+        if cached is not None and cached[0] is event:
+            return cached[1]
+        text = json.dumps(event.to_dict(), separators=(",", ":"))
+        if len(self._json_cache) >= JSON_CACHE_SIZE:
+            self._json_cache.pop(next(iter(self._json_cache)))
+        self._json_cache[key] = (event, text)
+        return text
+
     async def _events(self, request: web.Request) -> web.StreamResponse:
         bus = self.engine.events
         wanted = p.EventFilter.from_query(request.query)
@@ -305,10 +321,15 @@ class ControlServer:
                     batch.cancel()
                     break
                 events = batch.result()
+                # Let a burst gather: one frame per 50 ms instead of one per request keeps the cost
+                # of a subscriber per batch, not per proxied request.
+                await asyncio.sleep(COALESCE_SECONDS)
+                events.extend(sub.queue)
+                sub.queue.clear()
                 for start in range(0, len(events), MAX_EVENTS_PER_FRAME):
                     chunk = events[start : start + MAX_EVENTS_PER_FRAME]
-                    frame = {"type": "events", "events": [e.to_dict() for e in chunk], "dropped": sub.dropped}
-                    await ws.send_str(json.dumps(frame, separators=(",", ":")))
+                    body = ",".join(self._event_json(e) for e in chunk)
+                    await ws.send_str(f'{{"type":"events","events":[{body}],"dropped":{sub.dropped}}}')
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

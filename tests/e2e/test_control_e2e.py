@@ -145,6 +145,8 @@ async def test_stuck_subscriber_does_not_slow_a_pull_and_its_drops_are_counted(
                 with_stuck = await asyncio.to_thread(
                     _pull, appliance, open_registry, stuck_image, tmp_path / "stuck"
                 )
+                # Still stuck: more traffic keeps overflowing its bounded queue.
+                await asyncio.to_thread(_flood, appliance, open_registry.name_port, warm, 100)
                 later = await client.stats()
         finally:
             stuck.close()
