@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the test-suite drives for real (registry, clients, TLS peers).
-TEST_DEBS := docker-registry skopeo podman containerd nginx-light apache2-utils curl openssl
+TEST_DEBS := docker-registry skopeo podman containerd nginx-light apache2-utils curl openssl \
+	debootstrap buildah runc
 
 .PHONY: run test lint typecheck unit e2e venv test-venv system-deps clean bench image-test
 
@@ -62,3 +63,14 @@ bench: test-venv
 	  else echo "missing Debian packages:$$missing (run as root to install them)"; exit 1; fi; \
 	fi
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Build the Dockerfile with buildah and run the image with podman, no Docker engine (issue 8):
+# see scripts/image-test.sh.  As root, installs the Debian packages it drives; exit 77 is a skip.
+IMAGE_DEBS := debootstrap buildah podman runc curl openssl
+image-test:
+	@missing=""; for p in $(IMAGE_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@scripts/image-test.sh; status=$$?; [ $$status = 77 ] || exit $$status
