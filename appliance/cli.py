@@ -273,7 +273,7 @@ COMMANDS: list[Command] = [
     Command(("ca", "show"), "describe the interception CA", _add_config_flag, _ca_show),
 ]
 # Modules that add their own subcommands through ``register(subparsers)``.
-EXTENSIONS = ("appliance.cli_setup", "appliance.cli_control", "appliance.cli_cache")
+EXTENSIONS = ("appliance.cli_setup", "appliance.cli_control", "appliance.cli_cache", "appliance.cli_tui")
 _GROUP_HELP = {"config": "convert and check the configuration", "ca": "the interception CA"}
 
 

@@ -31,7 +31,11 @@ from appliance.upstream import UpstreamClient, UpstreamResponse
 log = logging.getLogger("appliance.registry")
 
 CHUNK = 256 * 1024
-TLS_HIT_CHUNK = 1024 * 1024
+# Blob bytes held in memory for all streamed responses together (each holds about 3 reads: the one
+# being written, its encrypted copy, and the next one being read).
+STREAM_BUDGET = 32 * 1024 * 1024
+MIN_STREAM_CHUNK = 64 * 1024
+MAX_STREAM_CHUNK = 1024 * 1024
 PASSTHROUGH_BODY_LIMIT = 64 * 1024
 # Response headers worth relaying from an upstream to a client; everything else (cookies, CDN
 # and hop-by-hop headers) stays behind.
@@ -138,6 +142,7 @@ class RegistryProxy:
     manifests: ManifestCache
     events: EventBus
     health: UpstreamHealth = field(default_factory=UpstreamHealth)
+    _streams: int = field(default=0, init=False)  # blob bodies being streamed right now
 
     async def handle(
         self,
@@ -314,9 +319,11 @@ class RegistryProxy:
             response.content_length = end - start
         draft.http_status = response.status
         await response.prepare(request)
-        # A hit over TLS is encrypted on the loop anyway (no sendfile): big reads, one kept in flight
-        # while the previous one is written, keep both the disk and the loop busy.
-        chunk_size = TLS_HIT_CHUNK if reader.status is CacheStatus.HIT else CHUNK
+        # Streamed (TLS, or following a fill): big reads, one kept in flight while the previous one
+        # is written, keep the disk and the loop busy; the read size shrinks as more streams run, so
+        # the bytes held for all of them together stay within one budget (a herd of 50 clients).
+        self._streams += 1
+        chunk_size = stream_chunk_size(self._streams)
         try:
             async for chunk in _read_ahead(reader.chunks(start, end, size=chunk_size)):
                 await response.write(chunk)
@@ -331,6 +338,8 @@ class RegistryProxy:
             if request.transport is not None:
                 request.transport.abort()
             return response
+        finally:
+            self._streams -= 1
         return response
 
     # -- manifests -----------------------------------------------------------------------------
@@ -638,6 +647,12 @@ def _unsatisfiable(size: int) -> RegistryError:
         "requested range not satisfiable",
         headers={"Content-Range": f"bytes */{size}"},
     )
+
+
+def stream_chunk_size(streams: int) -> int:
+    """The read size for a blob stream when ``streams`` are running (this one included)."""
+    share = STREAM_BUDGET // (3 * max(1, streams))
+    return max(MIN_STREAM_CHUNK, min(MAX_STREAM_CHUNK, share))
 
 
 async def _read_ahead(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

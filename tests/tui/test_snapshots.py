@@ -1,0 +1,120 @@
+"""Snapshots of the dashboard, the registries editor and the disconnected screen at 80x24 and 160x48.
+
+Why a replayed recording and not the real engine: snapshots must be identical on every run, and a real
+engine has a live clock (uptime, event times), a fresh CA fingerprint per start and pull timings that
+vary.  So these tests serve recorded control-socket answers (``data/recorded.json``) from
+``FakeEngine``: a real Unix socket, the real HTTP/WebSocket protocol, every payload validated by
+``appliance.protocol``, fixed content.  Clocks are pinned too: TZ=UTC for the event times, and the
+poll interval is long enough that the throughput line stays at its flat start.  The behaviour tests
+(test_live_*.py) drive the same app against a real engine.
+
+Update after an intended change: ``pytest tests/tui/test_snapshots.py --snapshot-update``, then look
+at the SVGs in ``__snapshots__`` before committing them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from tests.tui.fake_engine import FakeEngine
+from tui.app import DashboardApp
+from tui.screens.registries import RegistriesScreen
+
+SIZES = [(80, 24), (160, 48)]
+
+
+@pytest.fixture
+def utc() -> Iterator[None]:
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    yield
+    if old is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = old
+    time.tzset()
+
+
+@pytest.fixture
+def fake_engine(utc: None) -> Iterator[FakeEngine]:
+    # A short directory: Unix socket paths are limited to ~100 bytes.
+    with tempfile.TemporaryDirectory(prefix="tui-snap-") as directory:
+        engine = FakeEngine(Path(directory) / "control.sock").start()
+        yield engine
+        engine.stop()
+
+
+def _app(socket: Path) -> DashboardApp:
+    return DashboardApp(
+        socket,
+        start_command="appliance run --config /etc/registry-appliance/appliance.toml",
+        poll_interval=3600,
+        retry_interval=3600,
+    )
+
+
+def _until(check: Callable[[DashboardApp], bool]) -> Callable[[Pilot[Any]], Any]:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, DashboardApp)
+        for _ in range(200):
+            if check(app):
+                break
+            await pilot.pause(0.05)
+        else:
+            raise AssertionError("the app never reached the state to snapshot")
+        await pilot.pause(0.3)  # past the 100 ms batching of the request table
+
+    return run_before
+
+
+def _dashboard_ready(app: DashboardApp) -> bool:
+    return app.state.connected and app.state.stats is not None and app.feed.received >= 60
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_dashboard_snapshot(snap_compare: Any, fake_engine: FakeEngine, size: tuple[int, int]) -> None:
+    assert snap_compare(
+        _app(fake_engine.socket_path), terminal_size=size, run_before=_until(_dashboard_ready)
+    )
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_registries_editor_snapshot(
+    snap_compare: Any, fake_engine: FakeEngine, size: tuple[int, int]
+) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await _until(_dashboard_ready)(pilot)
+        await pilot.press("r")
+        await _until(lambda app: isinstance(app.screen, RegistriesScreen))(pilot)
+
+    assert snap_compare(_app(fake_engine.socket_path), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_registry_form_snapshot(snap_compare: Any, fake_engine: FakeEngine, size: tuple[int, int]) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await _until(_dashboard_ready)(pilot)
+        await pilot.press("r")
+        await _until(lambda app: isinstance(app.screen, RegistriesScreen))(pilot)
+        await pilot.press("down", "down", "e")
+        await pilot.pause(0.3)
+
+    assert snap_compare(_app(fake_engine.socket_path), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_disconnected_snapshot(snap_compare: Any, utc: None, size: tuple[int, int]) -> None:
+    socket = Path("/nonexistent/registry-appliance/control.sock")  # nothing can ever answer here
+    assert snap_compare(
+        _app(socket), terminal_size=size, run_before=_until(lambda app: app.state.attempt >= 1)
+    )

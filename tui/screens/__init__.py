@@ -1,0 +1,1 @@
+"""Screens: dashboard, registries editor (+ forms), cache, env view, help, disconnected, confirm."""

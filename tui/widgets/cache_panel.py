@@ -1,0 +1,118 @@
+"""Cache usage: a gauge of used vs cap, hit ratio, bytes saved, throughput sparkline, Docker Hub quota,
+and the per-registry breakdown."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, ProgressBar, Sparkline, Static
+
+from appliance import protocol as p
+from tui import format as fmt
+from tui.state import holder
+
+
+def rate_limit_text(limit: p.RateLimit | None) -> Text:
+    text = Text("Docker Hub ", style="dim", no_wrap=True, overflow="ellipsis")
+    if limit is None or limit.remaining is None:
+        text.append("quota not seen yet", style="dim italic")
+        return text
+    style = "green"
+    if limit.limit and limit.remaining < max(1, limit.limit // 10):
+        style = "bold red"
+    elif limit.limit and limit.remaining < limit.limit // 2:
+        style = "yellow"
+    text.append(f"{limit.remaining}", style=style)
+    if limit.limit is not None:
+        text.append(f"/{limit.limit}")
+    text.append(" pulls left")
+    if limit.window:
+        text.append(f" / {fmt.uptime(limit.window)}", style="dim")
+    if limit.blocked_until:
+        text.append(" · BLOCKED", style="bold red")
+    return text
+
+
+class CachePanel(Vertical):
+    DEFAULT_CSS = """
+    CachePanel { height: auto; }
+    CachePanel #gauge-row { height: 1; }
+    CachePanel #spark-row { height: 1; }
+    CachePanel Sparkline { width: 1fr; height: 1; }
+    CachePanel #per-registry { height: auto; max-height: 12; }
+    """
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="gauge-row"):
+            yield Static("Used ", id="gauge-label", classes="label")
+            yield ProgressBar(total=1, show_eta=False, id="gauge")
+        yield Static(id="cache-size")
+        yield Static(id="cache-ratio")
+        with Horizontal(id="spark-row"):
+            yield Static("Rate ", classes="label")
+            yield Sparkline([0.0], id="throughput")
+            yield Static(id="throughput-now")
+        yield Static(id="rate-limit")
+        table: DataTable[Text | str] = DataTable(id="per-registry", cursor_type="none", show_cursor=False)
+        yield table
+
+    def on_mount(self) -> None:
+        table = self.query_one("#per-registry", DataTable)
+        table.add_column("Registry", key="registry")
+        table.add_column(Text("Cached", justify="right"), key="cached")
+        table.add_column(Text("Hit%", justify="right"), key="ratio")
+        table.add_column(Text("Reqs", justify="right"), key="requests")
+        holder(self).changed.subscribe(self, self._changed)
+        self._redraw_stats()
+        self._redraw_status()
+
+    def _changed(self, topic: str) -> None:
+        if topic == "stats":
+            self._redraw_stats()
+        elif topic == "status":
+            self._redraw_status()
+
+    def _redraw_stats(self) -> None:
+        state = holder(self).state
+        stats = state.stats
+        if stats is None:
+            self.query_one("#cache-size", Static).update(Text("waiting for the engine…", style="dim"))
+            return
+        cache = stats.cache
+        self.query_one("#gauge", ProgressBar).update(
+            total=max(cache.cap, 1), progress=min(cache.bytes, cache.cap)
+        )
+        size = Text(no_wrap=True, overflow="ellipsis")
+        size.append(fmt.size(cache.bytes), style="bold")
+        size.append(f" of {fmt.size(cache.cap)} · {cache.entries} entries", style="")
+        if cache.filling:
+            size.append(f" · +{fmt.size(cache.filling)} filling", style="yellow")
+        self.query_one("#cache-size", Static).update(size)
+        totals = stats.totals
+        ratio = Text(no_wrap=True, overflow="ellipsis")
+        ratio.append("Hits ", style="dim")
+        ratio.append(fmt.percent(totals.hit_ratio), style="bold green")
+        ratio.append(" · saved ", style="dim")
+        ratio.append(fmt.size(totals.bytes_from_cache), style="bold")
+        ratio.append(" · upstream ", style="dim")
+        ratio.append(fmt.size(totals.bytes_from_upstream))
+        self.query_one("#cache-ratio", Static).update(ratio)
+        self.query_one("#throughput", Sparkline).data = list(state.throughput)
+        self.query_one("#throughput-now", Static).update(f" {fmt.rate(state.current_rate)}")
+        table = self.query_one("#per-registry", DataTable)
+        table.clear()
+        for entry in sorted(stats.registries, key=lambda r: (-r.cache_bytes, r.registry)):
+            counters = entry.counters
+            table.add_row(
+                fmt.cut(entry.registry, 24),
+                Text(fmt.size(entry.cache_bytes), justify="right"),
+                Text(fmt.percent(counters.hit_ratio) if counters.requests else "-", justify="right"),
+                Text(str(counters.requests), justify="right"),
+                key=entry.registry,
+            )
+
+    def _redraw_status(self) -> None:
+        status = holder(self).state.status
+        limit = status.docker_hub_rate_limit if status is not None else None
+        self.query_one("#rate-limit", Static).update(rate_limit_text(limit))
