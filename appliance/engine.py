@@ -6,6 +6,7 @@ Nothing else creates long-lived objects; collaborators are passed in, never look
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import contextlib
 import logging
 import signal
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from appliance import __version__, auth, metrics, mirror, oci, tunnel, tunnel_policy
+from appliance import __version__, auth, memory, metrics, mirror, oci, tunnel, tunnel_policy
 from appliance.accesslog import AccessLog
 from appliance.ca import CertificateAuthority, LeafCertificates, expiry_warning
 from appliance.cache import BlobCache, ManifestCache
@@ -33,6 +34,7 @@ from appliance.stats import Stats
 from appliance.upstream import UpstreamClient
 
 log = logging.getLogger("appliance.engine")
+TLS_READ_BUFFER = 32 * 1024
 
 # Settings a hot reload cannot change: they are bound when the engine starts.
 RESTART_ONLY = (
@@ -322,16 +324,23 @@ async def serve(
     log.info("CA %s (fingerprint %s)", config.ca_cert_path, ca.fingerprint_sha256)
     if ready is not None:
         ready.set()
+    trimmer = asyncio.ensure_future(memory.trim_forever())
     try:
         await stop.wait()
     finally:
         log.info("shutting down")
+        trimmer.cancel()
         await control.close()
         await engine.close()
 
 
 def run(config: Config, source: ConfigSource | None = None) -> int:
     """Entry point of ``appliance run``: returns the process exit status."""
+    # asyncio gives every TLS connection a 256 KiB receive buffer, zero-filled up front; skopeo opens
+    # a tunnel per request, so a herd of clients costs hundreds of them. Registry clients send
+    # small requests (pushes stream through in more, smaller reads), so 32 KiB loses nothing.
+    asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
+    memory.tune_malloc()
     logging.basicConfig(
         level=logging.DEBUG if config.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -33,8 +33,8 @@ log = logging.getLogger("appliance.registry")
 CHUNK = 256 * 1024
 # Blob bytes held in memory for all streamed responses together (each holds about 3 reads: the one
 # being written, its encrypted copy, and the next one being read).
-STREAM_BUDGET = 32 * 1024 * 1024
-MIN_STREAM_CHUNK = 64 * 1024
+STREAM_BUDGET = 16 * 1024 * 1024
+MIN_STREAM_CHUNK = 32 * 1024
 MAX_STREAM_CHUNK = 1024 * 1024
 PASSTHROUGH_BODY_LIMIT = 64 * 1024
 # Response headers worth relaying from an upstream to a client; everything else (cookies, CDN
@@ -323,9 +323,8 @@ class RegistryProxy:
         # is written, keep the disk and the loop busy; the read size shrinks as more streams run, so
         # the bytes held for all of them together stay within one budget (a herd of 50 clients).
         self._streams += 1
-        chunk_size = stream_chunk_size(self._streams)
         try:
-            async for chunk in _read_ahead(reader.chunks(start, end, size=chunk_size)):
+            async for chunk in _read_ahead(self._budgeted(reader, start, end)):
                 await response.write(chunk)
                 draft.bytes += len(chunk)
         except ConnectionError:
@@ -341,6 +340,24 @@ class RegistryProxy:
         finally:
             self._streams -= 1
         return response
+
+    async def _budgeted(self, reader: BlobReader, start: int, end: int | None) -> AsyncIterator[bytes]:
+        """``reader``'s bytes [start, end), each read sized for the streams running at that moment."""
+        if reader.status is CacheStatus.BYPASS:  # one pass over the upstream body, as it comes
+            async for chunk in reader.chunks(start, end):
+                yield chunk
+            return
+        pos = start
+        while end is None or pos < end:
+            size = stream_chunk_size(self._streams)
+            stop = pos + size if end is None else min(end, pos + size)
+            got = 0
+            async for chunk in reader.chunks(pos, stop, size=size):
+                got += len(chunk)
+                yield chunk
+            if got < stop - pos:  # the blob ended before ``stop``
+                return
+            pos = stop
 
     # -- manifests -----------------------------------------------------------------------------
 
