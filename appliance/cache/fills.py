@@ -61,6 +61,8 @@ class Fill:
         self.written = 0
         self.error: ApplianceError | None = None
         self.committed = False
+        # Digest and length checked: the bytes are right, whatever becomes of the commit.
+        self.verified = False
         self.finished = False
         self.readers = 0
         self.changed = asyncio.Event()
@@ -297,6 +299,9 @@ class FillManager:
                 fill.key.registry, f"{fill.key.digest}: upstream sent bytes hashing to {hasher.digest()}"
             )
         fill.total = fill.written
+        # Readers may finish now: fsync, rename and index rows (the commit) need not delay clients.
+        fill.verified = True
+        fill.notify()
         return reserved
 
     async def _commit(self, fill: Fill, temp: TempBlob) -> None:

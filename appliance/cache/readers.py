@@ -115,7 +115,7 @@ class FollowReader(BlobReader):
         _span(start, end, None)
         while True:
             changed = fill.changed  # taken before the checks, so no wake-up is missed
-            if fill.error is not None:
+            if fill.error is not None and not fill.verified:
                 raise fill.error
             stop = end if fill.total is None else (fill.total if end is None else min(end, fill.total))
             if stop is not None and pos >= stop:
@@ -125,9 +125,11 @@ class FollowReader(BlobReader):
                 data = await fill.read_at(pos, min(size, limit - pos))
                 if fill.total is not None and pos + len(data) >= fill.total:
                     # The last bytes wait for the verdict, so a client never completes a bad blob.
-                    while not fill.finished:
+                    # (Verified bytes are right even if the commit then fails: the temp file stays
+                    # readable through its open handle until the last reader is done.)
+                    while not (fill.verified or fill.finished):
                         await fill.changed.wait()
-                if fill.error is not None:
+                if fill.error is not None and not fill.verified:
                     raise fill.error
                 pos += len(data)
                 yield data

@@ -53,6 +53,8 @@ CHILD = textwrap.dedent(
             async for _ in reader.chunks():
                 pass
             await reader.close()
+            # A reader completes once the bytes are verified; the commit may still be under way.
+            await cache.wait_fills()
             print("DONE", seed, flush=True)
         await cache.close()
 

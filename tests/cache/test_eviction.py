@@ -109,6 +109,7 @@ async def test_fills_in_progress_count_against_the_cap(make_cache: CacheFactory)
     gate.set()
     assert await read_all(reader.chunks()) == first
     await reader.close()
+    await cache.wait_fills()  # the reader finished at verification; the commit follows
     usage = await cache.usage()
     assert (usage.bytes, usage.filling) == (SIZE, 0)
 
