@@ -23,7 +23,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -262,8 +262,8 @@ class FrontDoorProtocol(asyncio.Protocol):
         self.done = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not subclass asyncio.Transport, but have its interface.
+        self.transport = cast(asyncio.Transport, transport)
         self.client = _peer_str(transport.get_extra_info("peername"))
         loop = asyncio.get_running_loop()
         self.timer = loop.call_later(self.door.timeouts.client_header, self._header_timeout)
