@@ -222,3 +222,56 @@ def test_token_realm_requests_get_seed_style_credentials_chosen_by_repository_sc
         assert token_server.token_requests(user=ALICE[0]) == 1
         assert token_server.token_requests(user=BOB[0]) == 1
         assert BOB[1] not in appliance.log_text() and ALICE[1] not in appliance.log_text()
+
+
+def test_plain_http_lab_registry_is_served_through_absolute_uri_requests_and_cached(
+    tmp_path: Path, plain_registry: UpstreamRegistry, push_test_image: ImagePusher
+) -> None:
+    image = push_test_image(plain_registry, layer_sizes=(20_000,))
+    spec = UpstreamSpec(plain_registry.name_port, plain_registry.host_port, scheme="http")
+    with Appliance(tmp_path / "appliance", [spec]) as appliance:
+        url = f"http://{plain_registry.name_port}/v2/{image.repository}/blobs/{image.layer_digests[0]}"
+        for _ in range(2):
+            got = subprocess.run(
+                [
+                    "curl",
+                    "-sS",
+                    "--max-time",
+                    "10",
+                    "-x",
+                    appliance.url,
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    url,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+                env={"PATH": "/usr/bin:/bin"},
+            )
+            assert got.stdout == "200", got.stderr
+        blob_events = [e.split()[0] for e in appliance.events() if " blob " in e]
+        assert blob_events == ["MISS", "HIT"], blob_events
+        # A registry that is not configured as plain HTTP is not forwarded: no open HTTP proxy.
+        other = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "--max-time",
+                "10",
+                "-x",
+                appliance.url,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                f"http://{plain_registry.host_port}/v2/",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={"PATH": "/usr/bin:/bin"},
+        )
+        assert other.stdout == "403"
