@@ -215,6 +215,10 @@ class LogFormat(StrEnum):
 class Config:
     listen_host: str = "0.0.0.0"
     listen_port: int = 3128
+    # An optional second listener speaking TLS (mirror mode for clients that insist on https).
+    tls_listen: tuple[str, int] | None = None
+    tls_cert_file: Path | None = None  # default: a certificate from the appliance's CA per SNI name
+    tls_key_file: Path | None = None
     cache_dir: Path = Path("cache")
     ca_dir: Path = Path("ca")
     control_socket: Path = Path("control.sock")

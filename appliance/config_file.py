@@ -57,6 +57,9 @@ from appliance.units import parse_size, parse_time
 
 TOP_KEYS = (
     "listen",
+    "tls_listen",
+    "tls_cert_file",
+    "tls_key_file",
     "cache_dir",
     "ca_dir",
     "control_socket",
@@ -148,7 +151,9 @@ def config_from_document(
     for key in ("cache_dir", "ca_dir", "control_socket"):
         if key in data:
             changes[key] = reader.path(data, key)
-    for key in ("ca_cert_file", "ca_key_file", "upstream_ca"):
+    if "tls_listen" in data:
+        changes["tls_listen"] = parse_listen(reader.string(data, "tls_listen"), reader.at("tls_listen"))
+    for key in ("ca_cert_file", "ca_key_file", "upstream_ca", "tls_cert_file", "tls_key_file"):
         if key in data:
             changes[key] = reader.path(data, key)
     for key in ("allow_push", "verify_ssl", "disable_ipv6", "debug"):
@@ -187,6 +192,8 @@ def config_from_document(
         warnings.extend(found)
     if "credentials" in data:
         changes["credentials"] = _credentials(reader, data["credentials"], environ)
+    if ("tls_cert_file" in changes) != ("tls_key_file" in changes):
+        raise ConfigError(reader.at("tls_cert_file"), "tls_cert_file and tls_key_file go together")
     config = replace(config, config_path=path, **changes)
     return FileResult(config, tuple(warnings))
 

@@ -24,7 +24,7 @@ from appliance.cache import BlobCache, ManifestCache
 from appliance.cache.lock import CacheLock
 from appliance.config import Config, RegistryConfig, ResolveOverride, Scheme, normalize_host
 from appliance.control import CONTROL_GROUP_ENV, ConfigSource, ControlServer, event_queue_size
-from appliance.errors import ApplianceError, ErrorCode, RegistryError, UpstreamError
+from appliance.errors import ApplianceError, ConfigError, ErrorCode, RegistryError, UpstreamError
 from appliance.events import EventBus, RequestKind
 from appliance.ratelimit import RateLimitState
 from appliance.registry_api import RegistryProxy, error_response
@@ -97,7 +97,39 @@ class Engine:
         await self.upstream.start()
         await self.blobs.start()
         self.listen_addresses = await self.door.listen(self.config.listen_host, self.config.listen_port)
-        self.own_addresses = tunnel_policy.own_interface_addresses() | {a for a, _ in self.listen_addresses}
+        self.tls_addresses: list[tuple[str, int]] = []
+        if self.config.tls_listen is not None:
+            context = await asyncio.to_thread(self._tls_listener_context)
+            host, port = self.config.tls_listen
+            self.tls_addresses = await self.door.listen(host, port, tls=context)
+        listening = self.listen_addresses + self.tls_addresses
+        self.own_addresses = tunnel_policy.own_interface_addresses() | {a for a, _ in listening}
+
+    def _tls_listener_context(self) -> ssl.SSLContext:
+        """The TLS listener's context: the user's certificate, or one from our CA per SNI name."""
+        config = self.config
+        if config.tls_cert_file is not None and config.tls_key_file is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(str(config.tls_cert_file), f"cannot use it for tls_listen: {exc}") from None
+            return context
+        host = config.tls_listen[0] if config.tls_listen else "localhost"
+        default_name = "localhost" if host in ("", "*", "0.0.0.0", "::") else host
+        self.leafs.server_context(default_name)  # minted now, so a bad name fails at start
+        # A context of its own (the leaf contexts are shared with the MITM tunnels): each handshake
+        # switches to the leaf for the name the client asked for, or the listen address without SNI.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+
+        def by_name(sslobj: ssl.SSLObject, name: str | None, _context: ssl.SSLContext) -> None:
+            try:
+                sslobj.context = self.leafs.server_context(name or default_name)
+            except ValueError:  # not a host name: the listen address's certificate
+                sslobj.context = self.leafs.server_context(default_name)
+
+        context.sni_callback = by_name
+        return context
 
     async def close(self) -> None:
         await self.door.close()

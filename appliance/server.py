@@ -115,10 +115,20 @@ class FrontDoor:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    async def listen(self, host: str, port: int) -> list[tuple[str, int]]:
+    async def listen(
+        self, host: str, port: int, *, tls: ssl.SSLContext | None = None
+    ) -> list[tuple[str, int]]:
+        """Accept clients on host:port; with ``tls``, the connection is TLS from its first byte."""
         loop = asyncio.get_running_loop()
         hosts: str | list[str] | None = None if host in ("", "*") else host
-        server = await loop.create_server(lambda: FrontDoorProtocol(self), hosts, port, backlog=1024)
+        server = await loop.create_server(
+            lambda: FrontDoorProtocol(self),
+            hosts,
+            port,
+            backlog=1024,
+            ssl=tls,
+            ssl_handshake_timeout=self.tls_handshake_timeout if tls else None,
+        )
         self._servers.append(server)
         return [sock.getsockname()[:2] for sock in server.sockets]
 
