@@ -10,6 +10,7 @@ fetch through the appliance (the fill), each peer is fetched in rotating order:
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from bench.harness import Context, Metric, Target, median, peak_rss_mb, rotations
 from bench.peers import Nginx, appliance_ca, appliance_for, curl_fetch, random_file, upload_blob
@@ -17,6 +18,9 @@ from tests.fixtures.process import FixtureError
 
 NAME = "hit_throughput"
 REPOSITORY = "bench/hit"
+
+
+CONCURRENT_CLIENTS = 10
 
 
 def run(ctx: Context) -> list[Metric]:
@@ -56,6 +60,12 @@ def run(ctx: Context) -> list[Metric]:
                     raise FixtureError(f"{peer} served {got} of {size} bytes")
                 rates[peer].append(size / seconds / 1e6)
         rss = peak_rss_mb(appliance.process.pid) if appliance.process else float("nan")
+        # Issue 4's memory bound: the same blob to 10 clients at once over MITM TLS.
+        with ThreadPoolExecutor(CONCURRENT_CLIENTS) as pool:
+            sizes = list(pool.map(lambda _n: fetches["appliance_tls"]()[0], range(CONCURRENT_CLIENTS)))
+        if any(got != size for got in sizes):
+            raise FixtureError(f"a concurrent client got {sizes} of {size} bytes")
+        rss_concurrent = peak_rss_mb(appliance.process.pid) if appliance.process else float("nan")
     finally:
         appliance.stop()
         nginx.stop()
@@ -88,4 +98,12 @@ def run(ctx: Context) -> list[Metric]:
         Metric(NAME, "MITM TLS hit rate", med["appliance_tls"], "MB/s"),
         Metric(NAME, "mirror plain hit rate", med["appliance_plain"], "MB/s"),
         Metric("memory", "peak RSS during hits (3)", rss, "MB", Target("<=", 150, "<= 150 MB")),
+        Metric(
+            "memory",
+            f"peak RSS, one blob to {CONCURRENT_CLIENTS} clients at once",
+            rss_concurrent,
+            "MB",
+            Target("<=", 150, "<= 150 MB"),
+            {"blob_bytes": size},
+        ),
     ]
