@@ -160,9 +160,7 @@ def test_issued_at_shortens_the_lifetime():
     assert token.expires_at == pytest.approx(now + 200 - 10)
 
 
-@pytest.mark.parametrize(
-    "body", [b"", b"not json", b"[]", b'{"token": ""}', b'{"token": 5}', b"\xff\xfe"]
-)
+@pytest.mark.parametrize("body", [b"", b"not json", b"[]", b'{"token": ""}', b'{"token": 5}', b"\xff\xfe"])
 def test_unusable_token_responses(body):
     with pytest.raises(TokenError):
         parse_token_response(body, 0.0)

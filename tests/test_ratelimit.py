@@ -64,8 +64,16 @@ def test_tracker_keeps_latest_headers_and_blocks_after_429():
     tracker = RateLimitTracker()
     tracker.observe("hub", 200, {"x": "y"}, NOW)
     assert tracker.get("hub") is None  # no limit headers: nothing to show
-    tracker.observe("hub", 200, {"ratelimit-limit": "100;w=21600", "ratelimit-remaining": "5;w=21600",
-                                 "docker-ratelimit-source": "192.0.2.1"}, NOW)
+    tracker.observe(
+        "hub",
+        200,
+        {
+            "ratelimit-limit": "100;w=21600",
+            "ratelimit-remaining": "5;w=21600",
+            "docker-ratelimit-source": "192.0.2.1",
+        },
+        NOW,
+    )
     tracker.observe("hub", 200, {"ratelimit-remaining": "4;w=21600"}, NOW + 1)
     state = tracker.get("hub")
     assert state is not None

@@ -25,7 +25,10 @@ async def test_override_answers_with_its_own_address_and_port():
     resolver = OverrideResolver([ResolveOverride("reg.test", 443, "::1", 8443)])
     [result] = await resolver.resolve("reg.test", 443, socket.AF_UNSPEC)
     assert (result["hostname"], result["host"], result["port"], result["family"]) == (
-        "reg.test", "::1", 8443, socket.AF_INET6
+        "reg.test",
+        "::1",
+        8443,
+        socket.AF_INET6,
     )
     await resolver.close()
 

@@ -58,8 +58,12 @@ def test_containerd_script_writes_exactly_the_hosts_files(tmp_path: Path) -> Non
         pytest.skip("no sh on this machine")
     script = containerd_script(ADDRESS, REGISTRIES)
     done = subprocess.run(
-        [sh, "-c", script], env={"CERTS_D": str(tmp_path), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=30, check=False,
+        [sh, "-c", script],
+        env={"CERTS_D": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     for expected in containerd_hosts(ADDRESS, REGISTRIES):

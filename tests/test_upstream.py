@@ -71,9 +71,15 @@ def make_ca(directory: Path) -> tuple[Path, ec.EllipticCurvePrivateKey, x509.Cer
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -383,7 +389,10 @@ async def test_without_credentials_the_upstream_challenge_is_returned_unchanged(
 async def test_client_authorization_is_passed_through_unchanged(world, make_client):
     client = await started(make_client(make_config(world, credentials=(ALICE,))))
     response = await client.request(
-        REGISTRY, "GET", "/v2/team/app/manifests/v1", repository="team/app",
+        REGISTRY,
+        "GET",
+        "/v2/team/app/manifests/v1",
+        repository="team/app",
         client_authorization="Bearer client-own-token",
     )
     assert response.status == 401
@@ -539,7 +548,9 @@ def _closed_port() -> int:
 async def test_connection_refused_names_the_host_and_no_secret(world, make_client, caplog):
     registry = RegistryConfig(host="refused.test")
     config = make_config(
-        world, registries=(registry,), credentials=(ALICE,),
+        world,
+        registries=(registry,),
+        credentials=(ALICE,),
         resolve=(ResolveOverride("refused.test", None, "127.0.0.1", _closed_port()),),
     )
     client = await started(make_client(config))
@@ -573,7 +584,11 @@ async def test_push_body_is_streamed_once_after_authorizing_first(world, make_cl
             yield chunk
 
     response = await client.request(
-        REGISTRY, "POST", "/v2/team/app/blobs/uploads/", body=body(), repository="team/app",
+        REGISTRY,
+        "POST",
+        "/v2/team/app/blobs/uploads/",
+        body=body(),
+        repository="team/app",
         actions=("pull", "push"),
         headers={"Content-Type": "application/octet-stream"}
         | ({"Content-Length": str(64 * 65536)} if length_header else {}),
@@ -641,7 +656,9 @@ async def test_outbound_proxy_carries_plain_http_requests_with_its_credentials(m
     port = runner.addresses[0][1]
     try:
         registry = RegistryConfig(host="lab.test:5000", scheme=Scheme.HTTP)
-        config = Config(registries=(registry,), upstream_proxy=f"http://bob:{PROXY_PASSWORD}@127.0.0.1:{port}")
+        config = Config(
+            registries=(registry,), upstream_proxy=f"http://bob:{PROXY_PASSWORD}@127.0.0.1:{port}"
+        )
         client = await started(make_client(config))
         response = await client.request(registry, "GET", "/v2/")
         assert await response.read(100) == b"via proxy"
@@ -649,7 +666,9 @@ async def test_outbound_proxy_carries_plain_http_requests_with_its_credentials(m
         assert seen == [("http://lab.test:5000/v2/", expected)]
     finally:
         await runner.cleanup()
-    closed = Config(registries=(registry,), upstream_proxy=f"http://bob:{PROXY_PASSWORD}@127.0.0.1:{_closed_port()}")
+    closed = Config(
+        registries=(registry,), upstream_proxy=f"http://bob:{PROXY_PASSWORD}@127.0.0.1:{_closed_port()}"
+    )
     client = await started(make_client(closed))
     with pytest.raises(UpstreamError) as caught:
         await client.request(registry, "GET", "/v2/")

@@ -17,7 +17,7 @@ import pytest
 from tests.fixtures import ALICE
 from tests.fixtures.appliance import ROOT, Appliance, UpstreamSpec
 from tests.fixtures.badupstream import BadUpstream, Mode
-from tests.fixtures.clients import ClientResult, skopeo_copy
+from tests.fixtures.clients import ClientResult, curl, skopeo_copy
 from tests.fixtures.images import ImageInfo, ImagePusher
 from tests.fixtures.pki import OTHER_HOST, TestPKI
 from tests.fixtures.registry import UpstreamRegistry
@@ -348,28 +348,6 @@ def test_an_unreachable_upstream_is_not_retried_on_every_request_of_a_cached_pul
         assert "not retried for another" in appliance.log_text()
 
 
-def _curl_blob(appliance: Appliance, url: str, *extra: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [
-            "curl",
-            "-sS",
-            "--max-time",
-            "30",
-            "-x",
-            appliance.url,
-            "--cacert",
-            str(appliance.cert_dir() / "ca.crt"),
-            "-w",
-            "\n%{http_code}",
-            *extra,
-            url,
-        ],
-        capture_output=True,
-        check=True,
-        env={"PATH": "/usr/bin:/bin"},
-    )
-
-
 def test_range_requests_through_the_proxy_are_answered_from_the_cache(
     tmp_path: Path,
     pki: TestPKI,
@@ -381,14 +359,16 @@ def test_range_requests_through_the_proxy_are_answered_from_the_cache(
     digest = image.layer_digests[0]
     with _appliance(tmp_path, pki, bad) as appliance:
         url = f"https://{bad.name_port}/v2/{image.repository}/blobs/{digest}"
-        full = _curl_blob(appliance, url).stdout
-        body, status = full[:-4], full[-3:]
-        assert status == b"200" and "sha256:" + hashlib.sha256(body).hexdigest() == digest
+        ca = appliance.cert_dir() / "ca.crt"
+        full = curl(url, proxy=appliance.url, cacert=ca)
+        assert full.status == 200 and "sha256:" + hashlib.sha256(full.body).hexdigest() == digest
+        body = full.body
         bad.clear()
-        part = _curl_blob(appliance, url, "-r", "1000-1999").stdout
-        assert part[-3:] == b"206" and part[:-4] == body[1000:2000]
-        tail = _curl_blob(appliance, url, "-H", "Range: bytes=-500").stdout
-        assert tail[-3:] == b"206" and tail[:-4] == body[-500:]
-        past = _curl_blob(appliance, url, "-H", f"Range: bytes={len(body) + 10}-").stdout
-        assert past[-3:] == b"416"
+        part = curl(url, proxy=appliance.url, cacert=ca, headers={"Range": "bytes=1000-1999"})
+        assert part.status == 206 and part.body == body[1000:2000]
+        assert part.headers["content-range"] == f"bytes 1000-1999/{len(body)}"
+        tail = curl(url, proxy=appliance.url, cacert=ca, headers={"Range": "bytes=-500"})
+        assert tail.status == 206 and tail.body == body[-500:]
+        past = curl(url, proxy=appliance.url, cacert=ca, headers={"Range": f"bytes={len(body) + 10}-"})
+        assert past.status == 416
         assert bad.blob_requests() == 0

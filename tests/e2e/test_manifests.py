@@ -7,12 +7,12 @@ the Accept header exactly, as different runtimes do).
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.appliance import Appliance, UpstreamSpec
+from tests.fixtures.clients import curl
 from tests.fixtures.images import ImagePusher
 from tests.fixtures.pki import TestPKI
 from tests.fixtures.registry import UpstreamRegistry
@@ -26,30 +26,14 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 def _curl(appliance: Appliance, url: str, *, accept: str, head: bool = False) -> tuple[dict[str, str], bytes]:
-    argv = [
-        "curl",
-        "-sS",
-        "--max-time",
-        "20",
-        "-x",
-        appliance.url,
-        "--cacert",
-        str(appliance.cert_dir() / "ca.crt"),
-        "-D",
-        "-",
-        "-H",
-        f"Accept: {accept}",
-    ]
-    argv += ["-I"] if head else []
-    done = subprocess.run([*argv, url], capture_output=True, check=True, env={"PATH": "/usr/bin:/bin"})
-    out = done.stdout
-    while out.startswith(b"HTTP/1.1 200 Connection established"):  # the proxy's own answer to CONNECT
-        out = out.partition(b"\r\n\r\n")[2].lstrip(b"\r\n")
-    head_text, _, body = out.partition(b"\r\n\r\n")
-    lines = head_text.decode().split("\r\n")
-    headers = {"status": lines[0].split()[1]}
-    headers.update({k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])})
-    return headers, body
+    answer = curl(
+        url,
+        proxy=appliance.url,
+        cacert=appliance.cert_dir() / "ca.crt",
+        head=head,
+        headers={"Accept": accept},
+    )
+    return {"status": str(answer.status), **answer.headers}, answer.body
 
 
 def _manifest_gets(registry: UpstreamRegistry, repository: str) -> list[str]:

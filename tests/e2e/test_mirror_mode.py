@@ -105,7 +105,9 @@ def test_served_podman_config_mirrors_each_registry_under_the_address_the_client
     assert mirrors[open_registry.name_port] == expected
     hosts = appliance.get("/setup/containerd").decode()
     assert f'[host."http://127.0.0.1:{appliance.port}"]' in hosts
-    assert json.loads(appliance.get("/setup/docker")) == {"registry-mirrors": [f"http://127.0.0.1:{appliance.port}"]}
+    assert json.loads(appliance.get("/setup/docker")) == {
+        "registry-mirrors": [f"http://127.0.0.1:{appliance.port}"]
+    }
     via_name = _request(appliance, "GET", "/setup/docker", {"Host": "cache.lan:3128"})
     assert json.loads(via_name.body) == {"registry-mirrors": ["http://cache.lan:3128"]}
     assert _request(appliance, "GET", "/setup/nothing").status == 404

@@ -2,43 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from appliance.mirror import path_segment
 from tests.fixtures.appliance import Appliance, UpstreamSpec
-from tests.fixtures.clients import skopeo_copy
+from tests.fixtures.clients import curl, skopeo_copy
 from tests.fixtures.images import ImagePusher
 from tests.fixtures.pki import REGISTRY_HOST, TestPKI
 from tests.fixtures.process import free_port
 from tests.fixtures.registry import UpstreamRegistry
 
 pytestmark = pytest.mark.e2e
-
-
-def _curl(url: str, ca: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            "curl",
-            "-sS",
-            "--max-time",
-            "10",
-            "--cacert",
-            str(ca),
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            *extra,
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"PATH": "/usr/bin:/bin"},
-    )
 
 
 def test_tls_listener_serves_mirror_mode_with_a_certificate_from_the_appliance_ca(
@@ -54,16 +30,15 @@ def test_tls_listener_serves_mirror_mode_with_a_certificate_from_the_appliance_c
         extra_toml={"tls_listen": f"127.0.0.1:{tls_port}"},
     ) as appliance:
         trust = appliance.cert_dir()
-        ping = _curl(f"https://127.0.0.1:{tls_port}/v2/", trust / "ca.crt")
-        assert ping.stdout == "200", ping.stderr
+        ping = curl(f"https://127.0.0.1:{tls_port}/v2/", cacert=trust / "ca.crt")
+        assert ping.status == 200, ping.stderr
         # By name too: the certificate follows the name the client asked for (SNI).
-        named = _curl(
+        named = curl(
             f"https://mirror.lan:{tls_port}/ca.crt",
-            trust / "ca.crt",
-            "--resolve",
-            f"mirror.lan:{tls_port}:127.0.0.1",
+            cacert=trust / "ca.crt",
+            extra=["--resolve", f"mirror.lan:{tls_port}:127.0.0.1"],
         )
-        assert named.stdout == "200", named.stderr
+        assert named.status == 200, named.stderr
 
         conf = tmp_path / "registries.conf"
         conf.write_text(
@@ -94,13 +69,12 @@ def test_tls_listener_uses_the_users_own_certificate_when_given(tmp_path: Path, 
         "tls_key_file": str(cert.key_file),
     }
     with Appliance(tmp_path / "appliance", extra_toml=toml):
-        answer = _curl(
+        answer = curl(
             f"https://{REGISTRY_HOST}:{tls_port}/",
-            pki.ca_file,
-            "--resolve",
-            f"{REGISTRY_HOST}:{tls_port}:127.0.0.1",
+            cacert=pki.ca_file,
+            extra=["--resolve", f"{REGISTRY_HOST}:{tls_port}:127.0.0.1"],
         )
-        assert answer.stdout == "200", answer.stderr
+        assert answer.status == 200, answer.stderr
 
 
 def test_half_a_tls_pair_is_a_config_error(tmp_path: Path, pki: TestPKI) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 
 from tests.fixtures import ALICE, BOB
 from tests.fixtures.appliance import Appliance, UpstreamSpec
-from tests.fixtures.clients import podman_pull, skopeo_copy
+from tests.fixtures.clients import curl, podman_pull, skopeo_copy
 from tests.fixtures.containerd import PrivateContainerd, ctr_pull
 from tests.fixtures.images import ImagePusher, host_platform
 from tests.fixtures.pki import TOKEN_HOST, TestPKI
@@ -158,43 +157,19 @@ def test_push_through_the_proxy_is_refused_with_405_unless_allowed(
     assert back.digest == source.manifest_digest
 
 
-def _curl(url: str, proxy: str, ca_file: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            "curl",
-            "-sS",
-            "--max-time",
-            "10",
-            "-x",
-            proxy,
-            "--cacert",
-            str(ca_file),
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"PATH": "/usr/bin:/bin", "NO_PROXY": ""},
-    )
-
-
 def test_curl_tunnel_to_a_non_intercepted_loopback_host_is_refused_by_default_and_allowed_with_tunnel_all(
     tmp_path: Path, pki: TestPKI, open_registry: UpstreamRegistry
 ) -> None:
     # The upstream registry's own name is not configured: a CONNECT to it is a blind tunnel.
     target = f"https://{open_registry.host_port}/v2/"
     with Appliance(tmp_path / "default") as appliance:
-        refused = _curl(target, appliance.url, pki.ca_file)
+        refused = curl(target, proxy=appliance.url, cacert=pki.ca_file)
         assert refused.returncode != 0
         assert "403" in refused.stderr, refused.stderr
     with Appliance(tmp_path / "all", extra_toml={"tunnel": {"mode": "all"}}) as appliance:
-        tunnelled = _curl(target, appliance.url, pki.ca_file)
+        tunnelled = curl(target, proxy=appliance.url, cacert=pki.ca_file)
         assert tunnelled.returncode == 0, tunnelled.stderr
-        assert tunnelled.stdout == "200"
+        assert tunnelled.status == 200
 
 
 def test_token_realm_requests_get_seed_style_credentials_chosen_by_repository_scope(
@@ -217,8 +192,8 @@ def test_token_realm_requests_get_seed_style_credentials_chosen_by_repository_sc
         token_server.clear_counts()
         for repo in ("team-a/app", "other/app"):
             url = f"https://{realm}/token?service=registry.test&scope=repository:{repo}:pull"
-            answer = _curl(url, appliance.url, ca)
-            assert answer.stdout == "200", answer.stderr
+            answer = curl(url, proxy=appliance.url, cacert=ca)
+            assert answer.status == 200, answer.stderr
         assert token_server.token_requests(user=ALICE[0]) == 1
         assert token_server.token_requests(user=BOB[0]) == 1
         assert BOB[1] not in appliance.log_text() and ALICE[1] not in appliance.log_text()
@@ -232,46 +207,10 @@ def test_plain_http_lab_registry_is_served_through_absolute_uri_requests_and_cac
     with Appliance(tmp_path / "appliance", [spec]) as appliance:
         url = f"http://{plain_registry.name_port}/v2/{image.repository}/blobs/{image.layer_digests[0]}"
         for _ in range(2):
-            got = subprocess.run(
-                [
-                    "curl",
-                    "-sS",
-                    "--max-time",
-                    "10",
-                    "-x",
-                    appliance.url,
-                    "-o",
-                    "/dev/null",
-                    "-w",
-                    "%{http_code}",
-                    url,
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-                env={"PATH": "/usr/bin:/bin"},
-            )
-            assert got.stdout == "200", got.stderr
+            got = curl(url, proxy=appliance.url)
+            assert got.status == 200, got.stderr
         blob_events = [e.split()[0] for e in appliance.events() if " blob " in e]
         assert blob_events == ["MISS", "HIT"], blob_events
         # A registry that is not configured as plain HTTP is not forwarded: no open HTTP proxy.
-        other = subprocess.run(
-            [
-                "curl",
-                "-sS",
-                "--max-time",
-                "10",
-                "-x",
-                appliance.url,
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                f"http://{plain_registry.host_port}/v2/",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            env={"PATH": "/usr/bin:/bin"},
-        )
-        assert other.stdout == "403"
+        other = curl(f"http://{plain_registry.host_port}/v2/", proxy=appliance.url)
+        assert other.status == 403
