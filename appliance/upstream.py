@@ -47,8 +47,18 @@ CHALLENGE_BODY_LIMIT = 64 * 1024
 TOKEN_BODY_LIMIT = 1024 * 1024
 _NEVER_FORWARD = frozenset(
     {
-        "host", "authorization", "proxy-authorization", "proxy-connection", "connection", "keep-alive",
-        "te", "trailer", "transfer-encoding", "upgrade", "expect", "cookie",
+        "host",
+        "authorization",
+        "proxy-authorization",
+        "proxy-connection",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "expect",
+        "cookie",
         # The engine stores bytes exactly as the registry sent them: no transfer compression.
         "accept-encoding",
     }
@@ -93,7 +103,8 @@ class UpstreamResponse:
         if length.isdigit() and int(length) > limit:
             await self.release()
             raise UpstreamError(
-                self.registry_host, f"response body of {length} bytes exceeds the {limit}-byte limit",
+                self.registry_host,
+                f"response body of {length} bytes exceeds the {limit}-byte limit",
                 status=self.status,
             )
         buffer = bytearray()
@@ -282,8 +293,15 @@ class UpstreamClient:
         if client_authorization is not None and client_authorization.strip():
             response = await self._send(registry, method, url, forward, client_authorization, body, ssl_param)
             return await self._follow(
-                registry, method, url, response, forward, client_authorization, ssl_param,
-                follow_redirects=follow_redirects, body_sent=body is not None,
+                registry,
+                method,
+                url,
+                response,
+                forward,
+                client_authorization,
+                ssl_param,
+                follow_redirects=follow_redirects,
+                body_sent=body is not None,
             )
 
         credential = auth.choose_credential(self._config.credentials, registry, repository)
@@ -318,8 +336,15 @@ class UpstreamClient:
                     return refused
                 authorization = retry
         return await self._follow(
-            registry, method, url, response, forward, authorization, ssl_param,
-            follow_redirects=follow_redirects, body_sent=body is not None,
+            registry,
+            method,
+            url,
+            response,
+            forward,
+            authorization,
+            ssl_param,
+            follow_redirects=follow_redirects,
+            body_sent=body is not None,
         )
 
     async def _send(
@@ -341,8 +366,14 @@ class UpstreamClient:
             send_headers.update(self._proxy_headers)
         try:
             response = await session.request(
-                method, url, headers=send_headers, data=body, ssl=ssl_param, allow_redirects=False,
-                proxy=self._proxy, proxy_headers=self._proxy_headers,
+                method,
+                url,
+                headers=send_headers,
+                data=body,
+                ssl=ssl_param,
+                allow_redirects=False,
+                proxy=self._proxy,
+                proxy_headers=self._proxy_headers,
                 timeout=_timeouts(self._config.timeouts),
             )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -388,6 +419,10 @@ class UpstreamClient:
             url = target
             hop_authorization = authorization if _origin(url) == home else None
             response = await self._send(registry, method, url, headers, hop_authorization, None, ssl_param)
+            if response.status == 401 and _origin(url) != home:
+                response = await self._answer_foreign_challenge(
+                    registry, method, url, response, headers, ssl_param
+                )
         return UpstreamResponse(
             status=response.status,
             headers=response.headers,
@@ -395,6 +430,31 @@ class UpstreamClient:
             registry_host=registry.host,
             _response=response,
         )
+
+    async def _answer_foreign_challenge(
+        self,
+        registry: RegistryConfig,
+        method: str,
+        url: URL,
+        response: aiohttp.ClientResponse,
+        headers: CIMultiDict[str],
+        ssl_param: ssl.SSLContext | bool,
+    ) -> aiohttp.ClientResponse:
+        """A redirect landed on another registry that wants a bearer token (registry.k8s.io sends
+        every request on to an Artifact Registry host): fetch one anonymously from that host's own
+        realm - never with our credentials - and ask once more. Anything else goes back as it came."""
+        challenge = auth.pick_challenge(
+            auth.parse_www_authenticate(", ".join(response.headers.getall("WWW-Authenticate", ())))
+        )
+        if challenge is None or challenge.scheme != ChallengeScheme.BEARER:
+            return response
+        host = url.host or ""
+        foreign = RegistryConfig(host=host if url.port in (None, 443) else f"{host}:{url.port}")
+        bearer = await self._authorize(foreign, challenge, None, None, ssl_param)
+        if bearer is None:
+            return response
+        response.release()
+        return await self._send(registry, method, url, headers, bearer, None, ssl_param)
 
     # -- auth ------------------------------------------------------------------------------------
 
@@ -454,7 +514,8 @@ class UpstreamClient:
             log.warning(
                 "registry %s: token realm host %s is not one of its allowed auth hosts;"
                 " requesting the token anonymously",
-                registry.host, auth.realm_host(realm),
+                registry.host,
+                auth.realm_host(realm),
             )
         key = self._token_key(registry, challenge, credential, scope)
         token = await self._token(registry, key, challenge, scope, ssl_param)
@@ -463,9 +524,11 @@ class UpstreamClient:
     def _token_key(
         self, registry: RegistryConfig, challenge: Challenge, credential: Credential | None, scope: str | None
     ) -> TokenKey:
-        sent = credential if credential is not None and auth.realm_allows_credentials(
-            challenge.realm or "", registry
-        ) else None
+        sent = (
+            credential
+            if credential is not None and auth.realm_allows_credentials(challenge.realm or "", registry)
+            else None
+        )
         return (registry.host, auth.credential_identity(sent), scope or challenge.param("scope") or "")
 
     def _forget_token(
@@ -550,14 +613,21 @@ class UpstreamClient:
         try:
             # Redirects are not followed: they could carry our Basic credentials elsewhere.
             async with session.get(
-                realm_url, headers=headers, ssl=ssl_param, allow_redirects=False,
-                proxy=self._proxy, proxy_headers=self._proxy_headers,
+                realm_url,
+                headers=headers,
+                ssl=ssl_param,
+                allow_redirects=False,
+                proxy=self._proxy,
+                proxy_headers=self._proxy_headers,
                 timeout=_timeouts(self._config.timeouts),
             ) as response:
                 if response.status != 200:
                     log.warning(
                         "registry %s: token request %s to %s refused: HTTP %d",
-                        registry.host, who, where, response.status,
+                        registry.host,
+                        who,
+                        where,
+                        response.status,
                     )
                     return None
                 body = await response.content.read(TOKEN_BODY_LIMIT + 1)
@@ -565,8 +635,12 @@ class UpstreamClient:
                 raise TokenError("token response too large")
             token = auth.parse_token_response(body, self._clock())
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            log.warning("registry %s: token request %s failed: %s", registry.host, who,
-                        self._scrub(describe_failure(exc, where)))
+            log.warning(
+                "registry %s: token request %s failed: %s",
+                registry.host,
+                who,
+                self._scrub(describe_failure(exc, where)),
+            )
             return None
         except TokenError as exc:
             log.warning("registry %s: token from %s unusable: %s", registry.host, where, exc)

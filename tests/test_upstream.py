@@ -40,7 +40,7 @@ from appliance.upstream import UpstreamClient
 
 PASSWORD = "s3cr3t-Pa55word!"
 PROXY_PASSWORD = "proxy-Pa55-xyzzy"
-NAMES = ("registry.test", "auth.test", "evil.test", "cdn.test", "cdn2.test", "basic.test")
+NAMES = ("registry.test", "auth.test", "evil.test", "cdn.test", "cdn2.test", "basic.test", "ar.test")
 BASIC = "Basic " + base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
 SECRETS = (PASSWORD, PROXY_PASSWORD, BASIC.split(" ")[1])
 
@@ -197,6 +197,8 @@ async def _registry(request: web.Request, world: World) -> web.StreamResponse:
             received += len(chunk)
         world.seen[-1].body_bytes = received
         return web.Response(status=201, headers={"Location": f"/v2/{name}/blobs/sha256:done"})
+    if name.startswith("moved/"):  # like registry.k8s.io: everything continues on another registry
+        return web.Response(status=307, headers={"Location": f"https://ar.test{request.path_qs}"})
     if kind == "blobs" and ref.startswith("sha256:loop"):
         end = ref.removeprefix("sha256:loop")
         return web.Response(status=307, headers={"Location": f"https://cdn.test/loop/1?end={end}"})
@@ -235,6 +237,17 @@ async def _cdn(request: web.Request, world: World) -> web.StreamResponse:
     return web.Response(status=404)
 
 
+async def _artifact_registry(request: web.Request, world: World) -> web.StreamResponse:
+    """A second registry with its own realm (evil.test here, to prove it never sees credentials)."""
+    name = request.path.removeprefix("/v2/").rsplit("/", 2)[0]
+    scope = f"repository:{name}:pull"
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    if scope not in world.tokens.get(token, set()):
+        challenge = f'Bearer realm="https://evil.test/token",service="ar.test",scope="{scope}"'
+        return web.Response(status=401, headers={"WWW-Authenticate": challenge})
+    return web.Response(body=b"from-the-other-registry")
+
+
 async def _basic(request: web.Request, world: World) -> web.StreamResponse:
     if request.headers.get("Authorization") != BASIC:
         return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="basic.test"'})
@@ -255,6 +268,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         return await _cdn(request, world)
     if host == "basic.test":
         return await _basic(request, world)
+    if host == "ar.test":
+        return await _artifact_registry(request, world)
     return web.Response(status=421)
 
 
@@ -674,3 +689,20 @@ async def test_outbound_proxy_carries_plain_http_requests_with_its_credentials(m
         await client.request(registry, "GET", "/v2/")
     assert "outbound proxy" in str(caught.value)
     assert_no_secret(str(caught.value) + caplog.text)
+
+
+async def test_a_redirect_to_another_registry_gets_an_anonymous_token_from_that_registrys_realm(
+    world, make_client
+):
+    world.public.add("moved/pause")
+    client = await started(make_client(make_config(world, credentials=(ALICE,))))
+    response = await client.request(
+        REGISTRY, "GET", "/v2/moved/pause/blobs/sha256:abc", repository="moved/pause"
+    )
+    assert response.status == 200
+    assert await response.read(100) == b"from-the-other-registry"
+    # Our credentials went to our own realm only; the other registry's realm was asked anonymously.
+    assert [h.authorization for h in world.hits("evil.test")] == [None]
+    ar = world.hits("ar.test")
+    assert ar[0].authorization is None and ar[-1].authorization.startswith("Bearer ")
+    assert all(not (h.authorization or "").startswith("Basic") for h in ar)
