@@ -27,7 +27,8 @@ from appliance.control import CONTROL_GROUP_ENV, ConfigSource, ControlServer, ev
 from appliance.errors import ApplianceError, ConfigError, ErrorCode, RegistryError, UpstreamError
 from appliance.events import EventBus, RequestKind
 from appliance.ratelimit import RateLimitState
-from appliance.registry_api import RegistryProxy, error_response
+from appliance.registry_api import RegistryProxy
+from appliance.responses import error_response
 from appliance.server import ConnContext, ConnectRefused, FrontDoor, TunnelIO
 from appliance.setup_scripts import SetupKind, render_setup, valid_address
 from appliance.stats import Stats

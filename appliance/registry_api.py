@@ -6,130 +6,37 @@ way it arrived (a MITM tunnel or mirror mode), and publishes exactly one event f
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
 
 from appliance import oci
 from appliance.cache import BlobCache, BlobReader, BlobSource, ManifestCache, StoredManifest
 from appliance.config import Config, RegistryConfig
 from appliance.digests import Algorithm, digest_of, parse_digest
 from appliance.errors import ErrorCode, IntegrityError, RegistryError, UpstreamError
-from appliance.events import CacheStatus, Event, EventBus, RequestKind
+from appliance.events import CacheStatus, EventBus, EventDraft, RequestKind
 from appliance.health import UpstreamHealth
 from appliance.oci import Endpoint, Route
+from appliance.responses import (
+    CHUNK,
+    FORWARD_HEADERS,
+    PreparedFileResponse,
+    UpstreamAnswer,
+    answer_error,
+    error_response,
+    manifest_response,
+    relay_head,
+    relay_response,
+)
+from appliance.streaming import parse_range, read_ahead, stream_chunk_size
 from appliance.upstream import UpstreamClient, UpstreamResponse
 
 log = logging.getLogger("appliance.registry")
-
-CHUNK = 256 * 1024
-# Blob bytes held in memory for all streamed responses together (each holds about 3 reads: the one
-# being written, its encrypted copy, and the next one being read).
-STREAM_BUDGET = 16 * 1024 * 1024
-MIN_STREAM_CHUNK = 32 * 1024
-MAX_STREAM_CHUNK = 1024 * 1024
-PASSTHROUGH_BODY_LIMIT = 64 * 1024
-# Response headers worth relaying from an upstream to a client; everything else (cookies, CDN
-# and hop-by-hop headers) stays behind.
-RELAY_HEADERS = (
-    "Content-Type",
-    "Content-Length",
-    "Content-Range",
-    "Docker-Content-Digest",
-    "Docker-Distribution-API-Version",
-    "Docker-Upload-UUID",
-    "WWW-Authenticate",
-    "Location",
-    "Link",
-    "Range",
-    "Retry-After",
-    "OCI-Subject",
-    "OCI-Filters-Applied",
-    "RateLimit-Limit",
-    "RateLimit-Remaining",
-    "Docker-RateLimit-Source",
-    "Warning",
-)
-# Request headers a client may send that the upstream needs to see on pass-through requests.
-FORWARD_HEADERS = ("Accept", "Content-Type", "Content-Length", "Content-Range", "Range", "User-Agent")
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-class _FileResponse(web.FileResponse):
-    """A FileResponse that may be sent inside the handler (while the cache lease is held).
-
-    aiohttp prepares a returned response again; FileResponse would then try to send a second time.
-    """
-
-    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        if self.prepared:
-            return None
-        return await super().prepare(request)
-
-
-class UpstreamAnswer(RegistryError):
-    """An upstream answer other than success, relayed to the client as it came (401, 404, ...)."""
-
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        super().__init__(status, ErrorCode.UNAVAILABLE, f"upstream answered {status}", headers=headers)
-        self.raw_body = body
-
-    def body(self) -> bytes:
-        return self.raw_body
-
-
-@dataclass(slots=True)
-class Draft:
-    """The event being built for the current request."""
-
-    client: str
-    registry: str
-    method: str
-    route: Route
-    path_qs: str
-    authorization: str | None = None  # what goes upstream as the client's own Authorization
-    started: float = field(default_factory=time.monotonic)
-    status: CacheStatus = CacheStatus.BYPASS
-    http_status: int = 200
-    bytes: int = 0
-    upstream_status: int | None = None
-    message: str = ""
-    kind_override: RequestKind | None = None
-
-    def kind(self) -> RequestKind:
-        if self.kind_override is not None:
-            return self.kind_override
-        return {
-            Endpoint.BLOB: RequestKind.BLOB,
-            Endpoint.MANIFEST: RequestKind.MANIFEST,
-            Endpoint.TAGS: RequestKind.TAG,
-            Endpoint.UPLOAD: RequestKind.UPLOAD,
-        }.get(self.route.endpoint, RequestKind.OTHER)
-
-    def event(self) -> Event:
-        return Event(
-            time=time.time(),
-            client=self.client,
-            registry=self.registry,
-            repository=self.route.repository,
-            kind=self.kind(),
-            reference=self.route.reference,
-            status=self.status,
-            method=self.method,
-            http_status=self.http_status,
-            bytes=self.bytes,
-            duration=time.monotonic() - self.started,
-            upstream_status=self.upstream_status,
-            message=self.message,
-        )
 
 
 @dataclass
@@ -161,7 +68,7 @@ class RegistryProxy:
         """
         path = path_qs.split("?", 1)[0]
         route = oci.parse_route(path)
-        draft = Draft(
+        draft = EventDraft(
             client=client,
             registry=registry.host,
             method=request.method,
@@ -193,7 +100,7 @@ class RegistryProxy:
         return response
 
     async def _route(
-        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, path: str, draft: Draft
+        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, path: str, draft: EventDraft
     ) -> web.StreamResponse:
         method = request.method
         endpoint = route.endpoint
@@ -230,7 +137,7 @@ class RegistryProxy:
     # -- /v2/ ----------------------------------------------------------------------------------
 
     async def _ping(
-        self, request: web.BaseRequest, registry: RegistryConfig, draft: Draft
+        self, request: web.BaseRequest, registry: RegistryConfig, draft: EventDraft
     ) -> web.StreamResponse:
         try:
             answer = await self._upstream(registry, "GET", "/v2/", client_authorization=draft.authorization)
@@ -244,7 +151,7 @@ class RegistryProxy:
         return await relay_response(request, answer, draft)
 
     @staticmethod
-    def _local_ping(draft: Draft, why: str) -> web.StreamResponse:
+    def _local_ping(draft: EventDraft, why: str) -> web.StreamResponse:
         # Offline: cached images stay pullable, and clients ping /v2/ before anything else.
         draft.message = why
         draft.status = CacheStatus.STALE
@@ -253,7 +160,7 @@ class RegistryProxy:
     # -- blobs ---------------------------------------------------------------------------------
 
     async def _blob(
-        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, draft: Draft
+        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, draft: EventDraft
     ) -> web.StreamResponse:
         digest = route.reference
         client_auth = draft.authorization
@@ -277,7 +184,7 @@ class RegistryProxy:
             )
             draft.upstream_status = answer.status
             if answer.status != 200:
-                raise await _answer_error(answer)
+                raise await answer_error(answer)
             length = answer.headers.get("Content-Length")
             return BlobSource(
                 size=int(length) if length and length.isdigit() else None,
@@ -293,17 +200,17 @@ class RegistryProxy:
             await reader.close()
 
     async def _send_blob(
-        self, request: web.BaseRequest, reader: BlobReader, digest: str, draft: Draft
+        self, request: web.BaseRequest, reader: BlobReader, digest: str, draft: EventDraft
     ) -> web.StreamResponse:
         size = reader.size
-        span = _parse_range(request.headers.get("Range"), size)
+        span = parse_range(request.headers.get("Range"), size)
         headers = _blob_headers(digest, size)
         transport = request.transport
         tls = transport is not None and transport.get_extra_info("sslcontext") is not None
         if reader.path is not None and size is not None and not tls:
             # A committed file: aiohttp's FileResponse does Range and uses sendfile where it can.
             headers.pop("Content-Length", None)
-            file_response = _FileResponse(reader.path, chunk_size=CHUNK, headers=headers)
+            file_response = PreparedFileResponse(reader.path, chunk_size=CHUNK, headers=headers)
             try:
                 await file_response.prepare(request)
             except ConnectionError:
@@ -324,7 +231,7 @@ class RegistryProxy:
         # the bytes held for all of them together stay within one budget (a herd of 50 clients).
         self._streams += 1
         try:
-            async for chunk in _read_ahead(self._budgeted(reader, start, end)):
+            async for chunk in read_ahead(self._budgeted(reader, start, end)):
                 await response.write(chunk)
                 draft.bytes += len(chunk)
         except ConnectionError:
@@ -362,7 +269,7 @@ class RegistryProxy:
     # -- manifests -----------------------------------------------------------------------------
 
     async def _manifest(
-        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, draft: Draft
+        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, draft: EventDraft
     ) -> web.StreamResponse:
         accepted = oci.parse_accept(request.headers.getall("Accept", []))
         head = request.method == "HEAD"
@@ -370,7 +277,7 @@ class RegistryProxy:
             stored = await self.manifests.get_by_digest(registry.host, route.reference)
             if stored is not None:
                 draft.status = CacheStatus.HIT
-                return _manifest_response(stored.body, stored.media_type, stored.digest, head, draft)
+                return manifest_response(stored.body, stored.media_type, stored.digest, head, draft)
             if head:
                 return await self._relay(request, registry, route, draft)
             return await self._fetch_manifest(request, registry, route, draft, accepted, None)
@@ -384,7 +291,7 @@ class RegistryProxy:
             ttl = self._tag_ttl(registry, route.reference)
             if time.time() - record.fetched_at < ttl:
                 draft.status = CacheStatus.HIT
-                return _manifest_response(stored.body, stored.media_type, stored.digest, head, draft)
+                return manifest_response(stored.body, stored.media_type, stored.digest, head, draft)
             try:
                 check = await self._upstream(
                     registry,
@@ -410,10 +317,10 @@ class RegistryProxy:
             if check.status == 200 and check.headers.get("Docker-Content-Digest") == record.digest:
                 await self.manifests.touch_tag(registry.host, route.repository, route.reference, klass)
                 draft.status = CacheStatus.REVALIDATED
-                return _manifest_response(stored.body, stored.media_type, stored.digest, head, draft)
+                return manifest_response(stored.body, stored.media_type, stored.digest, head, draft)
             if head:
                 # A moved (or refused) tag on HEAD: relay the upstream's own answer, never spend a GET.
-                return _relay_head(check, draft)
+                return relay_head(check, draft)
             # GET: the tag moved, or the upstream refused; its GET answer is stored or relayed as is.
         elif head:
             return await self._relay(request, registry, route, draft)
@@ -424,7 +331,7 @@ class RegistryProxy:
         request: web.BaseRequest,
         registry: RegistryConfig,
         route: Route,
-        draft: Draft,
+        draft: EventDraft,
         accepted: tuple[str, ...],
         klass: str | None,
     ) -> web.StreamResponse:
@@ -456,7 +363,7 @@ class RegistryProxy:
                         draft,
                         f"upstream answered {answer.status}",
                     )
-            raise await _answer_error(answer)
+            raise await answer_error(answer)
         try:
             body = await answer.read(oci.MAX_MANIFEST_BYTES)
         finally:
@@ -474,7 +381,7 @@ class RegistryProxy:
         tag = None if route.is_digest else route.reference
         await self.manifests.put(registry.host, route.repository, digest, media_type, body, tag, klass)
         draft.status = CacheStatus.MISS
-        return _manifest_response(body, media_type, digest, False, draft)
+        return manifest_response(body, media_type, digest, False, draft)
 
     async def _any_stale(
         self, registry: RegistryConfig, route: Route, accepted: tuple[str, ...]
@@ -489,14 +396,14 @@ class RegistryProxy:
         return await self.manifests.get_by_digest(registry.host, record.digest)
 
     def _stale(
-        self, body: bytes, media_type: str, digest: str, head: bool, draft: Draft, why: str
+        self, body: bytes, media_type: str, digest: str, head: bool, draft: EventDraft, why: str
     ) -> web.StreamResponse:
         draft.status = CacheStatus.STALE
         draft.message = f"serving the cached manifest: {why}"
         log.warning(
             "%s %s:%s %s", draft.registry, draft.route.repository, draft.route.reference, draft.message
         )
-        return _manifest_response(body, media_type, digest, head, draft)
+        return manifest_response(body, media_type, digest, head, draft)
 
     def _tag_ttl(self, registry: RegistryConfig, tag: str) -> float:
         if registry.tag_ttl is not None:
@@ -515,7 +422,7 @@ class RegistryProxy:
         request: web.BaseRequest,
         registry: RegistryConfig,
         route: Route,
-        draft: Draft,
+        draft: EventDraft,
         *,
         actions: tuple[str, ...] = ("pull",),
     ) -> web.StreamResponse:
@@ -542,79 +449,6 @@ class RegistryProxy:
         return await relay_response(request, answer, draft)
 
 
-async def relay_response(
-    request: web.BaseRequest, answer: UpstreamResponse, draft: Draft
-) -> web.StreamResponse:
-    """Stream an upstream answer to the client with the headers a registry client needs."""
-    try:
-        response = web.StreamResponse(status=answer.status)
-        for name in RELAY_HEADERS:
-            for value in answer.headers.getall(name, []):
-                response.headers.add(name, value)
-        length = answer.headers.get("Content-Length")
-        if request.method == "HEAD" or answer.status in (204, 304):
-            await response.prepare(request)
-            return response
-        if length is not None and length.isdigit():
-            response.content_length = int(length)
-        else:
-            response.headers.pop("Content-Length", None)
-        await response.prepare(request)
-        try:
-            async for chunk in answer.chunks(CHUNK):
-                await response.write(chunk)
-                draft.bytes += len(chunk)
-        except ConnectionError:
-            draft.message = "client disconnected"
-        return response
-    finally:
-        await answer.release()
-
-
-def _relay_head(answer: UpstreamResponse, draft: Draft) -> web.StreamResponse:
-    response = web.Response(status=answer.status)
-    for name in RELAY_HEADERS:
-        for value in answer.headers.getall(name, []):
-            response.headers.add(name, value)
-    draft.http_status = answer.status
-    draft.status = CacheStatus.BYPASS
-    return response
-
-
-async def _answer_error(answer: UpstreamResponse) -> UpstreamAnswer:
-    try:
-        body = b""
-        with contextlib.suppress(UpstreamError):
-            body = await answer.read(PASSTHROUGH_BODY_LIMIT)
-    finally:
-        await answer.release()
-    headers = {name: answer.headers[name] for name in RELAY_HEADERS if name in answer.headers}
-    headers.pop("Content-Length", None)
-    return UpstreamAnswer(answer.status, headers, body)
-
-
-def error_response(exc: RegistryError) -> web.Response:
-    headers = dict(exc.headers)
-    headers.setdefault("Content-Type", "application/json")
-    headers[oci.API_VERSION_HEADER[0]] = oci.API_VERSION_HEADER[1]
-    return web.Response(status=exc.status, body=exc.body(), headers=headers)
-
-
-def _manifest_response(body: bytes, media_type: str, digest: str, head: bool, draft: Draft) -> web.Response:
-    headers = {
-        "Content-Type": media_type,
-        "Docker-Content-Digest": digest,
-        "Etag": f'"{digest}"',
-        oci.API_VERSION_HEADER[0]: oci.API_VERSION_HEADER[1],
-    }
-    draft.http_status = 200
-    if head:
-        headers["Content-Length"] = str(len(body))
-        return web.Response(status=200, headers=headers)
-    draft.bytes = len(body)
-    return web.Response(status=200, body=body, headers=headers)
-
-
 def _blob_headers(digest: str, size: int | None) -> dict[str, str]:
     headers = {
         "Content-Type": "application/octet-stream",
@@ -630,68 +464,6 @@ def _blob_headers(digest: str, size: int | None) -> dict[str, str]:
 
 def _accept_headers(accepted: tuple[str, ...]) -> dict[str, str]:
     return {"Accept": ", ".join(accepted) if accepted else oci.FULL_ACCEPT}
-
-
-def _parse_range(header: str | None, size: int | None) -> tuple[int, int] | None:
-    """A single ``bytes=a-b`` range -> (start, end exclusive); None for the whole body.
-
-    Raises the 416 RegistryError for a range that starts past the end.
-    """
-    if not header or size is None:
-        return None
-    match = _RANGE.match(header.strip())
-    if match is None:
-        return None  # multi-range or junk: serve the whole body, which RFC 9110 allows
-    first, last = match.groups()
-    if not first and not last:
-        return None
-    if not first:
-        length = int(last)
-        if length == 0:
-            raise _unsatisfiable(size)
-        return max(0, size - length), size
-    start = int(first)
-    end = min(int(last) + 1, size) if last else size
-    if start >= size or start >= end:
-        raise _unsatisfiable(size)
-    return start, end
-
-
-def _unsatisfiable(size: int) -> RegistryError:
-    return RegistryError(
-        416,
-        ErrorCode.BLOB_UNKNOWN,
-        "requested range not satisfiable",
-        headers={"Content-Range": f"bytes */{size}"},
-    )
-
-
-def stream_chunk_size(streams: int) -> int:
-    """The read size for a blob stream when ``streams`` are running (this one included)."""
-    share = STREAM_BUDGET // (3 * max(1, streams))
-    return max(MIN_STREAM_CHUNK, min(MAX_STREAM_CHUNK, share))
-
-
-async def _read_ahead(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Yield ``chunks`` while the next one is already being read."""
-    iterator = aiter(chunks)
-    pending: asyncio.Future[bytes] = asyncio.ensure_future(anext(iterator))
-    try:
-        while True:
-            try:
-                chunk = await pending
-            except StopAsyncIteration:
-                return
-            pending = asyncio.ensure_future(anext(iterator))
-            yield chunk
-    finally:
-        if not pending.done():
-            pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                await pending
-        aclose = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
 
 async def _body(request: web.BaseRequest) -> AsyncIterator[bytes]:

@@ -1,0 +1,70 @@
+"""Range parsing, the stream memory budget and read-ahead."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from appliance.errors import RegistryError
+from appliance.streaming import MAX_STREAM_CHUNK, MIN_STREAM_CHUNK, parse_range, read_ahead, stream_chunk_size
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, None),
+        ("bytes=0-99", (0, 100)),
+        ("bytes=100-", (100, 1000)),
+        ("bytes=-10", (990, 1000)),
+        ("bytes=900-5000", (900, 1000)),
+        ("bytes=0-1,5-6", None),  # multi-range: the whole body, as RFC 9110 allows
+        ("items=0-5", None),
+    ],
+)
+def test_single_byte_ranges_become_half_open_spans(
+    header: str | None, expected: tuple[int, int] | None
+) -> None:
+    assert parse_range(header, 1000) == expected
+
+
+@pytest.mark.parametrize("header", ["bytes=1000-", "bytes=2000-3000", "bytes=-0"])
+def test_ranges_past_the_end_are_416_with_the_size(header: str) -> None:
+    with pytest.raises(RegistryError) as info:
+        parse_range(header, 1000)
+    assert info.value.status == 416 and info.value.headers["Content-Range"] == "bytes */1000"
+
+
+def test_read_size_shrinks_with_more_streams_within_bounds() -> None:
+    sizes = [stream_chunk_size(n) for n in (1, 2, 8, 50, 500)]
+    assert sizes[0] == MAX_STREAM_CHUNK and sizes[-1] == MIN_STREAM_CHUNK
+    assert sizes == sorted(sizes, reverse=True)
+
+
+async def _numbers(count: int, log: list[str]) -> AsyncIterator[bytes]:
+    try:
+        for n in range(count):
+            log.append(f"read {n}")
+            yield bytes([n])
+    finally:
+        log.append("closed")
+
+
+async def test_read_ahead_keeps_the_next_read_in_flight_and_closes_the_source() -> None:
+    log: list[str] = []
+    seen = []
+    async for chunk in read_ahead(_numbers(3, log)):
+        seen.append(chunk)
+        await asyncio.sleep(0)  # writing the chunk to the client yields to the loop
+        log.append(f"wrote {chunk[0]}")
+    assert seen == [b"\x00", b"\x01", b"\x02"]
+    # The next read starts before the consumer handles the current chunk.
+    assert log.index("read 1") < log.index("wrote 0")
+    assert log.count("closed") == 1 and log.index("closed") > log.index("read 2")
+
+
+async def test_read_ahead_stopped_early_cancels_the_pending_read_and_closes_the_source() -> None:
+    log: list[str] = []
+    stream = read_ahead(_numbers(10, log))
+    assert await anext(stream) == b"\x00"
+    await stream.aclose()
+    assert "closed" in log and "read 9" not in log
