@@ -222,6 +222,8 @@ class Config:
     cache_dir: Path = Path("cache")
     ca_dir: Path = Path("ca")
     control_socket: Path = Path("control.sock")
+    control_group: str | None = None  # group allowed on the control socket (it is then 0660)
+    event_queue: int = 10_000  # events a stream subscriber may fall behind before the oldest drop
     ca_cert_file: Path | None = None  # CA_CRT_FILE (default: ca_dir/ca.crt)
     ca_key_file: Path | None = None  # CA_KEY_FILE (default: ca_dir/ca.key)
     registries: tuple[RegistryConfig, ...] = ()

@@ -41,6 +41,7 @@ from appliance.config_values import (
     default_config,
     default_registries,
     merge_registries,
+    parse_event_queue,
     parse_host,
     parse_listen,
     parse_log_format,
@@ -63,6 +64,8 @@ TOP_KEYS = (
     "cache_dir",
     "ca_dir",
     "control_socket",
+    "control_group",
+    "event_queue",
     "ca_cert_file",
     "ca_key_file",
     "allow_push",
@@ -151,6 +154,10 @@ def config_from_document(
     for key in ("cache_dir", "ca_dir", "control_socket"):
         if key in data:
             changes[key] = reader.path(data, key)
+    if "control_group" in data:
+        changes["control_group"] = reader.string(data, "control_group").strip() or None
+    if "event_queue" in data:
+        changes["event_queue"] = parse_event_queue(data["event_queue"], reader.at("event_queue"))
     if "tls_listen" in data:
         changes["tls_listen"] = parse_listen(reader.string(data, "tls_listen"), reader.at("tls_listen"))
     for key in ("ca_cert_file", "ca_key_file", "upstream_ca", "tls_cert_file", "tls_key_file"):

@@ -293,3 +293,11 @@ def merge_registries(
 
 def _unique(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
+
+
+def parse_event_queue(value: object, where: str) -> int:
+    """A subscriber queue length: a positive whole number (TOML integer or env string)."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+        raise ConfigError(where, f"expected a positive whole number, got {value!r}")
+    return int(text)

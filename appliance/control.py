@@ -48,8 +48,6 @@ T = TypeVar("T")
 MAX_EVENTS_PER_FRAME = 500
 COALESCE_SECONDS = 0.05
 JSON_CACHE_SIZE = 4096  # events whose JSON is kept for the other subscribers (the bus's ring is 500)
-EVENT_QUEUE_ENV = "APPLIANCE_EVENT_QUEUE"
-CONTROL_GROUP_ENV = "APPLIANCE_CONTROL_GROUP"
 
 
 class ControlSocketError(ApplianceError):
@@ -84,16 +82,6 @@ class ConfigSource:
             or find_config_path(None, self.environ)
             or default_config_path(self.environ)
         )
-
-
-def event_queue_size(environ: Mapping[str, str], default: int = 10_000) -> int:
-    """``APPLIANCE_EVENT_QUEUE``: events each stream subscriber may fall behind before drops."""
-    raw = environ.get(EVENT_QUEUE_ENV, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(EVENT_QUEUE_ENV, f"expected a positive whole number, got {raw!r}")
-    return int(raw)
 
 
 # --- the socket ----------------------------------------------------------------------------------
@@ -540,11 +528,8 @@ async def _error_middleware(
 
 
 __all__ = [
-    "CONTROL_GROUP_ENV",
-    "EVENT_QUEUE_ENV",
     "ConfigSource",
     "ControlServer",
     "ControlSocketError",
     "bind_control_socket",
-    "event_queue_size",
 ]

@@ -23,7 +23,7 @@ from appliance.ca import CertificateAuthority, LeafCertificates, expiry_warning
 from appliance.cache import BlobCache, ManifestCache
 from appliance.cache.lock import CacheLock
 from appliance.config import Config, RegistryConfig, ResolveOverride, Scheme, normalize_host
-from appliance.control import CONTROL_GROUP_ENV, ConfigSource, ControlServer, event_queue_size
+from appliance.control import ConfigSource, ControlServer
 from appliance.errors import ApplianceError, ConfigError, ErrorCode, RegistryError, UpstreamError
 from appliance.events import EventBus, RequestKind
 from appliance.ratelimit import RateLimitState
@@ -336,11 +336,9 @@ async def serve(
     warning = expiry_warning(ca)
     if warning:
         log.warning("%s", warning)
-    engine = Engine(config=config, ca=ca, events=EventBus(queue_size=event_queue_size(source.environ)))
+    engine = Engine(config=config, ca=ca, events=EventBus(queue_size=config.event_queue))
     await engine.start()
-    control = ControlServer(
-        engine, source, config.control_socket, group=source.environ.get(CONTROL_GROUP_ENV) or None
-    )
+    control = ControlServer(engine, source, config.control_socket, group=config.control_group)
     try:
         await control.start()
     except BaseException:

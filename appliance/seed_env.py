@@ -43,6 +43,7 @@ from appliance.config_values import (
     format_tunnel,
     merge_registries,
     parse_bool,
+    parse_event_queue,
     parse_host,
     parse_listen,
     parse_log_format,
@@ -90,6 +91,8 @@ EXTRA_VARS = (
     "TUNNEL",
     "LISTEN",
     "LOG_FORMAT",
+    "APPLIANCE_CONTROL_GROUP",
+    "APPLIANCE_EVENT_QUEUE",
 )
 ALL_VARS = (*SEED_VARS, *EXTRA_VARS)
 
@@ -172,6 +175,10 @@ def apply_env(base: Config, environ: Mapping[str, str]) -> EnvResult:
         config = replace(config, listen_host=host, listen_port=port)
     if raw := (get("LOG_FORMAT") or "").strip():
         config = replace(config, log_format=parse_log_format(raw, "LOG_FORMAT"))
+    if raw := (get("APPLIANCE_CONTROL_GROUP") or "").strip():
+        config = replace(config, control_group=raw)
+    if raw := (get("APPLIANCE_EVENT_QUEUE") or "").strip():
+        config = replace(config, event_queue=parse_event_queue(raw, "APPLIANCE_EVENT_QUEUE"))
     return EnvResult(config, tuple(warnings))
 
 

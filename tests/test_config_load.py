@@ -173,3 +173,17 @@ def test_env_to_toml_to_env_gives_the_same_configuration(
     again = load_config(None, {**base_env, **dict(pairs)}).config
     assert plain(again) == plain(from_env)
     assert all(c.store is SecretStore.SEED_ENV for c in again.credentials)
+
+
+def test_control_group_and_event_queue_come_from_toml_and_env_like_every_setting(tmp_path: Path) -> None:
+    path = tmp_path / "a.toml"
+    path.write_text('control_group = "admins"\nevent_queue = 64\n')
+    from_file = load_config(None, {}, path).config
+    assert (from_file.control_group, from_file.event_queue) == ("admins", 64)
+    from_env = load_config(
+        None, {"APPLIANCE_EVENT_QUEUE": "8", "APPLIANCE_CONTROL_GROUP": "ops"}, path
+    ).config
+    assert (from_env.control_group, from_env.event_queue) == ("ops", 8)
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"APPLIANCE_EVENT_QUEUE": "0"}, path)
+    assert "APPLIANCE_EVENT_QUEUE" in str(info.value)
