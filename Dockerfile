@@ -20,7 +20,7 @@ WORKDIR /src
 # layer below.  Every dependency ships binary wheels: no compiler is needed (the slim base has none).
 COPY pyproject.toml ./
 RUN python3 -m venv /opt/build \
- && /opt/build/bin/pip install -q "setuptools>=68" wheel \
+ && /opt/build/bin/pip install -q "setuptools>=77" wheel \
  && python3 -m venv /opt/appliance \
  && python3 -c 'import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
 extras = [e for e in sys.argv[1].split(",") if e]; \
