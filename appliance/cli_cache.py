@@ -15,10 +15,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.config import Config
 from appliance.errors import ApplianceError, ConfigError
+
+if TYPE_CHECKING:
+    from appliance.cache import BlobCache
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -30,7 +33,7 @@ def _config(args: argparse.Namespace) -> Config:
     return result.config
 
 
-def _open_offline(config: Config) -> Any:
+def _open_offline(config: Config) -> BlobCache:
     from appliance.cache import BlobCache
 
     return BlobCache.on_disk(
@@ -79,7 +82,7 @@ async def _offline(config: Config, action: str, args: argparse.Namespace) -> int
         lock.release()
 
 
-async def _purge(config: Config, cache: Any, args: argparse.Namespace) -> int:
+async def _purge(config: Config, cache: BlobCache, args: argparse.Namespace) -> int:
     from appliance.references import parse_reference
 
     if args.all:

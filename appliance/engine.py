@@ -355,12 +355,10 @@ async def serve(
     log.info("CA %s (fingerprint %s)", config.ca_cert_path, ca.fingerprint_sha256)
     if ready is not None:
         ready.set()
-    trimmer = asyncio.ensure_future(memory.trim_forever())
     try:
         await stop.wait()
     finally:
         log.info("shutting down")
-        trimmer.cancel()
         await control.close()
         await engine.close()
 
