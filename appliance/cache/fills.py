@@ -219,7 +219,7 @@ class FillManager:
 
     @staticmethod
     def _landed(fill: Fill, written: int, landing: asyncio.Future[tuple[None, None]]) -> None:
-        if not landing.cancelled() and landing.exception() is None:
+        if not landing.cancelled() and landing.exception() is None and written > fill.written:
             fill.written = written
             fill.notify()
 
@@ -279,6 +279,9 @@ class FillManager:
             if landing is not None:
                 pending, landing = landing, None
                 await pending
+                # An already-finished future does not yield, so its done-callback may not have run
+                # yet: account for the last chunk here rather than rely on the callback's timing.
+                self._landed(fill, received, pending)
         except ApplianceError:
             raise
         except Exception as exc:  # the upstream body iterator: aiohttp/OS errors mid-stream

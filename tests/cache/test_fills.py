@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-from appliance.cache import BlobKey, Kind
+from appliance.cache import BlobKey, BlobSource, Kind
 from appliance.cache.fills import FillMode
 from appliance.errors import UpstreamError
 from tests.cache.conftest import CacheFactory
@@ -66,3 +68,40 @@ async def test_close_cancels_fills_fails_their_readers_and_removes_temp_files(
     assert os.listdir(tmp_path / "cache" / "tmp") == []
     assert up.closed == 1
     assert (await cache.usage()).filling == 0
+
+
+@pytest.mark.parametrize("announced", [True, False], ids=["size-known", "size-unknown"])
+async def test_the_last_chunk_counts_even_when_its_write_finished_before_the_fill_looked(
+    make_cache: CacheFactory, announced: bool
+) -> None:
+    # The body ends a few loop turns after the last chunk's disk write and hash have finished on
+    # their threads, so the fill finds that write already done.  Each turn count shifts where the
+    # fill's check lands relative to the write's completion callbacks; one of them used to land
+    # before the byte count was updated (a cut-off error, or a short size for an unknown length).
+    for turns in range(10):
+        cache = await make_cache()
+        data = payload(200_000, turns)
+
+        async def body(data: bytes = data, turns: int = turns) -> AsyncIterator[bytes]:
+            for offset in range(0, len(data), 65536):
+                yield data[offset : offset + 65536]
+            await asyncio.sleep(0)  # the write and hash tasks start and hand their work to threads
+            time.sleep(0.05)  # noqa: ASYNC251 - blocks the loop on purpose: the worker threads finish
+            for _ in range(turns):
+                await asyncio.sleep(0)
+
+        async def fetch(data: bytes = data, body: Callable[[], AsyncIterator[bytes]] = body) -> BlobSource:
+            async def close() -> None:
+                pass
+
+            return BlobSource(len(data) if announced else None, body(), close)
+
+        reader = await cache.open_or_fill(REG, REPO, sha256(data), fetch)
+        assert await read_all(reader.chunks()) == data, f"after {turns} turns"
+        await reader.close()
+        await cache.wait_fills()
+        hit = await cache.open(REG, sha256(data))
+        assert hit is not None, f"after {turns} turns"
+        assert await read_all(hit.chunks()) == data, f"after {turns} turns"
+        await hit.close()
+        await cache.close()
