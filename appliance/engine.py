@@ -296,6 +296,8 @@ class Engine:
             "version": __version__,
             "status": "ok",
             "uptime": round(time.time() - self.started, 1),
+            # Registry requests being served; 0 means every finished one is in the access log.
+            "requests_active": self.proxy.active,
             "message": "docker-registry-proxy: The docker caching proxy is working!",
         }
         return web.json_response(body)

@@ -50,6 +50,7 @@ class RegistryProxy:
     events: EventBus
     health: UpstreamHealth = field(default_factory=UpstreamHealth)
     _streams: int = field(default=0, init=False)  # blob bodies being streamed right now
+    active: int = field(default=0, init=False)  # requests being served, until their event is out
 
     async def handle(
         self,
@@ -77,6 +78,15 @@ class RegistryProxy:
             authorization=request.headers.get("Authorization") or authorization,
             kind_override=kind,
         )
+        self.active += 1
+        try:
+            return await self._handle(request, registry, route, path, draft)
+        finally:
+            self.active -= 1
+
+    async def _handle(
+        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, path: str, draft: EventDraft
+    ) -> web.StreamResponse:
         try:
             response = await self._route(request, registry, route, path, draft)
         except RegistryError as exc:
