@@ -18,9 +18,7 @@ from aiohttp.resolver import DefaultResolver
 from appliance.config import ResolveOverride
 
 
-def find_override(
-    overrides: Iterable[ResolveOverride], host: str, port: int
-) -> ResolveOverride | None:
+def find_override(overrides: Iterable[ResolveOverride], host: str, port: int) -> ResolveOverride | None:
     """The override for ``host:port``; one naming the port wins over a port-less one."""
     host = host.lower().rstrip(".")
     portless: ResolveOverride | None = None

@@ -102,9 +102,7 @@ class Stats:
         return sorted({r for r, _, _ in self._cells})
 
     def totals(self, registry: str | None = None) -> Totals:
-        return _totals(
-            (s, c) for (r, _, s), c in self._cells.items() if registry is None or r == registry
-        )
+        return _totals((s, c) for (r, _, s), c in self._cells.items() if registry is None or r == registry)
 
     def health(self, registry: str) -> Health:
         return self._health.get(registry) or Health()

@@ -69,6 +69,23 @@ _BODY_HEADERS = frozenset({"content-length", "content-type", "content-range", "c
 TrustKey = tuple[str, ...] | None
 
 
+# TLS receive buffer for an upstream connection that streams a body.  The engine keeps asyncio's
+# default small (engine.TLS_READ_BUFFER) because it holds one per client connection; the few
+# upstream connections that carry layers read in large steps instead: with 32 KiB reads a cold
+# 256 MiB pull spent ~25 % more CPU in the appliance (1.36 vs 1.08 s) and ran 1.45x a direct pull
+# instead of 1.22x.
+UPSTREAM_TLS_READ_BUFFER = 256 * 1024
+
+
+def _widen_tls_reads(response: aiohttp.ClientResponse) -> None:
+    # asyncio has no public knob per connection; SSLProtocol.get_buffer() sizes its buffer from
+    # the instance's max_size on the next read.  Anything unexpected leaves the default in place.
+    transport = response.connection.transport if response.connection is not None else None
+    protocol = getattr(transport, "_ssl_protocol", None)
+    if isinstance(getattr(protocol, "max_size", None), int):
+        protocol.max_size = max(protocol.max_size, UPSTREAM_TLS_READ_BUFFER)  # type: ignore[union-attr]
+
+
 @dataclass(eq=False)
 class UpstreamResponse:
     """The final upstream answer to one request.  Read it with ``chunks``/``read``, then ``release``."""
@@ -87,6 +104,7 @@ class UpstreamResponse:
                 yield self._body
             return
         response = self._response
+        _widen_tls_reads(response)
         try:
             async for chunk in response.content.iter_chunked(size):
                 yield chunk

@@ -92,7 +92,12 @@ class TempBlob(abc.ABC):
     """An object being written.  Readers may ``read_at`` bytes already written while it grows."""
 
     @abc.abstractmethod
-    async def write(self, data: bytes) -> None: ...
+    async def write(self, data: bytes, also: Callable[[bytes], object] | None = None) -> None:
+        """Append ``data``; ``also(data)`` runs off the event loop with the write (the digest).
+
+        One thread hop per chunk for both instead of two: at ~2000 chunks per 256 MiB the hops
+        themselves were a visible share of a cold pull's CPU.
+        """
 
     @abc.abstractmethod
     async def read_at(self, offset: int, length: int) -> bytes: ...
@@ -214,12 +219,14 @@ class _FileTemp(TempBlob):
         self._offset = 0
         self._released = False
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes, also: Callable[[bytes], object] | None = None) -> None:
         offset = self._offset
         self._offset += len(data)
-        await self._files.write(self._write_all, data, offset)
+        await self._files.write(self._write_all, data, offset, also)
 
-    def _write_all(self, data: bytes, offset: int) -> None:
+    def _write_all(self, data: bytes, offset: int, also: Callable[[bytes], object] | None = None) -> None:
+        if also is not None:
+            also(data)
         view = memoryview(data)
         while view:
             written = os.pwrite(self._fd, view, offset)

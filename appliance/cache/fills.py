@@ -2,14 +2,16 @@
 
 A fill runs in a task owned by ``FillManager``, not by the request that started it, so it finishes
 (and the next pull is a hit) even when that client goes away.  Bytes go to a temp object while the
-digest and length are checked; readers follow the temp object as it grows, each at its own pace,
-woken by a per-fill ``asyncio.Event`` that is replaced on every change.  Only verified bytes are
+digest and length are checked; readers follow the fill as it grows, each at its own pace (from the
+last chunks held in memory when they keep up, from the temp object when they lag), woken by a
+per-fill ``asyncio.Event`` that is replaced on every change.  Only verified bytes are
 committed; on any failure every reader gets the same error and nothing is left behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import time
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 # Reservation step for fills whose size is unknown until the end.
 UNKNOWN_SIZE_STEP = 8 * 1024 * 1024
 _PROGRESS_INTERVAL = 0.25
+_FREE_SPACE_TTL = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +61,8 @@ class Fill:
         self.other_repositories: set[str] = set()  # of requests that joined; refs added at commit
         self.total = expected_size
         self.started = time.monotonic()
-        self.written = 0
+        self.written = 0  # bytes on storage
+        self.received = 0  # bytes from upstream: on storage, or held in ``_recent`` until they are
         self.error: ApplianceError | None = None
         self.committed = False
         # Digest and length checked: the bytes are right, whatever becomes of the commit.
@@ -71,6 +75,8 @@ class Fill:
         self.starter_gone = False
         self._temp: TempBlob | None = None
         self._released = False
+        # The last two chunks received (offset, bytes): the one being written and the one before.
+        self._recent: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=2)
 
     def add_repository(self, repository: str) -> None:
         if repository != self.repository:
@@ -88,14 +94,36 @@ class Fill:
         await self._release_if_idle()
 
     async def _release_if_idle(self) -> None:
+        if self.finished and self.readers == 0:
+            self._recent.clear()
         if self.finished and self.readers == 0 and self._temp is not None and not self._released:
             self._released = True
             await self._temp.release()
 
+    def receive(self, chunk: bytes) -> None:
+        """Bytes from upstream, before they reach storage: readers at the edge may take them.
+
+        A reader keeping pace (the usual case: the client that asked) gets them without waiting
+        for the disk write, a thread hop and a read back.  Bytes sent early are still upstream's
+        bytes; the last ones of a blob are held back until the digest is verified (readers.py).
+        Everything before the older of the two chunks held has landed (``_copy`` awaits each
+        write before it starts the next), so any offset below ``received`` is readable.
+        """
+        self._recent.append((self.received, chunk))
+        self.received += len(chunk)
+        self.notify()
+
     async def read_at(self, offset: int, length: int) -> bytes:
         if self._temp is None:
             raise RuntimeError("fill has no data yet")
-        return await self._temp.read_at(offset, length)
+        for start, chunk in self._recent:
+            if start <= offset < start + len(chunk):
+                skip = offset - start
+                if skip == 0 and length >= len(chunk):
+                    return chunk
+                return chunk[skip : skip + length]
+        # Never past what has landed: a write in progress may be visible only in part.
+        return await self._temp.read_at(offset, min(length, self.written - offset))
 
     def progress(self) -> FillProgress:
         elapsed = max(time.monotonic() - self.started, 1e-6)
@@ -136,6 +164,8 @@ class FillManager:
         self._clock = clock
         self._fills: dict[BlobKey, Fill] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._statfs: tuple[float, int | None] | None = None
+        self._admitted_since_statfs = 0
 
     def get(self, key: BlobKey) -> Fill | None:
         return self._fills.get(key)
@@ -178,6 +208,9 @@ class FillManager:
         reserved = 0
         temp: TempBlob | None = None
         handed_over = False
+        # The temp object is created while the upstream answers: one storage round trip fewer
+        # between the request and its first byte.
+        creating = asyncio.ensure_future(self._store.create_temp(fill.key))
         try:
             source = await fetch()
             self._check_size(fill, source)
@@ -191,7 +224,7 @@ class FillManager:
                 self._forget(fill)
                 fill.ready.set_result(FillMode.BYPASS)
                 return
-            temp = await self._store.create_temp(fill.key)
+            temp = await creating
             fill._temp = temp
             fill.ready.set_result(FillMode.STORE)
             self._report(fill)
@@ -216,9 +249,22 @@ class FillManager:
             self._fail(fill, UpstreamError(fill.key.registry, f"fetch failed: {type(exc).__name__}"), exc)
         finally:
             await self._cleanup(fill, source, temp, reserved, handed_over)
+            if temp is None:
+                await self._drop_unused(creating)
 
     @staticmethod
-    def _landed(fill: Fill, written: int, landing: asyncio.Future[tuple[None, None]]) -> None:
+    async def _drop_unused(creating: asyncio.Future[TempBlob]) -> None:
+        """Discard a temp object the fill never used (the fetch failed, or the blob bypasses)."""
+        # Not cancelled: a file being opened on a thread would be left behind with its descriptor.
+        try:
+            temp = await creating
+        except OSError:
+            return  # creating it failed: nothing to remove
+        await temp.discard()
+        await temp.release()
+
+    @staticmethod
+    def _landed(fill: Fill, written: int, landing: asyncio.Future[None]) -> None:
         if not landing.cancelled() and landing.exception() is None and written > fill.written:
             fill.written = written
             fill.notify()
@@ -234,14 +280,25 @@ class FillManager:
     async def _admit(self, fill: Fill) -> int:
         """Reserve space for the fill; -1 means serve it without storing (BYPASS)."""
         need = fill.total if fill.total is not None else UNKNOWN_SIZE_STEP
-        free = await self._store.free_space()
+        free = await self._free_space()
         if free is not None and free - need < self.min_free_disk:
             log.info("cache bypass for %s: free disk below the watermark", fill.key.digest)
             return -1
         if not await self._evictor.reserve(need):
             log.info("cache bypass for %s: %d bytes do not fit under the cap", fill.key.digest, need)
             return -1
+        self._admitted_since_statfs += need
         return need
+
+    async def _free_space(self) -> int | None:
+        # Asked at most once a second (a thread hop per blob otherwise); in between, what was
+        # admitted since counts as used.  The cap on the cache itself is enforced exactly.
+        now = time.monotonic()
+        if self._statfs is None or now - self._statfs[0] >= _FREE_SPACE_TTL:
+            self._statfs = (now, await self._store.free_space())
+            self._admitted_since_statfs = 0
+        free = self._statfs[1]
+        return None if free is None else free - self._admitted_since_statfs
 
     async def _copy(self, fill: Fill, source: BlobSource, temp: TempBlob, reserved: int) -> int:
         hasher = fill.key.digest.hasher()
@@ -249,7 +306,7 @@ class FillManager:
         # One chunk is written and hashed (off the loop) while the next one is received: without
         # this overlap the upstream connection idles during every disk write (a cold pull ran at
         # ~1/3 of a direct one).  At most two chunks are held, and writes stay in order.
-        landing: asyncio.Future[tuple[None, None]] | None = None
+        landing: asyncio.Future[None] | None = None
         received = 0
         try:
             async for chunk in source.chunks:
@@ -266,22 +323,24 @@ class FillManager:
                             fill.key.registry, "cache full: cannot store a blob of unknown size"
                         )
                     reserved += UNKNOWN_SIZE_STEP
+                fill.receive(chunk)
                 if landing is not None:
                     await landing
+                    # Its done-callback may not have run yet (a finished future does not yield);
+                    # ``written`` must be current before the next ``receive`` drops it from memory.
+                    self._landed(fill, received, landing)
                     now = time.monotonic()
                     if now - last_report >= _PROGRESS_INTERVAL:
                         last_report = now
                         self._report(fill)
-                landing = asyncio.gather(temp.write(chunk), asyncio.to_thread(hasher.update, chunk))
-                # Readers see the bytes as soon as they are on disk, not when the next chunk comes.
+                landing = asyncio.ensure_future(temp.write(chunk, hasher.update))
+                # Lagging readers see the bytes once they are on disk, not when the next chunk comes.
                 landing.add_done_callback(functools.partial(self._landed, fill, size))
                 received = size
             if landing is not None:
                 pending, landing = landing, None
                 await pending
-                # An already-finished future does not yield, so its done-callback may not have run
-                # yet: account for the last chunk here rather than rely on the callback's timing.
-                self._landed(fill, received, pending)
+                self._landed(fill, received, pending)  # as above: do not rely on the callback
         except ApplianceError:
             raise
         except Exception as exc:  # the upstream body iterator: aiohttp/OS errors mid-stream

@@ -92,7 +92,7 @@ class HitReader(BlobReader):
 
 
 class FollowReader(BlobReader):
-    """Streams a fill from byte ``start`` while it grows: bytes on disk at once, then as they land."""
+    """Streams a fill from byte ``start`` while it grows: what it has at once, then as bytes come."""
 
     def __init__(self, fill: Fill, status: CacheStatus, release: Callable[[], None]) -> None:
         self.status = status
@@ -120,8 +120,8 @@ class FollowReader(BlobReader):
             stop = end if fill.total is None else (fill.total if end is None else min(end, fill.total))
             if stop is not None and pos >= stop:
                 return
-            if pos < fill.written:
-                limit = fill.written if stop is None else min(fill.written, stop)
+            if pos < fill.received:
+                limit = fill.received if stop is None else min(fill.received, stop)
                 data = await fill.read_at(pos, min(size, limit - pos))
                 if fill.total is not None and pos + len(data) >= fill.total:
                     # The last bytes wait for the verdict, so a client never completes a bad blob.

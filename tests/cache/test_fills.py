@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.cache import BlobKey, BlobSource, Kind
+from appliance.cache import BlobCache, BlobKey, BlobSource, Kind
+from appliance.cache.blobstore import FileBlobStore, TempBlob
 from appliance.cache.fills import FillMode
+from appliance.cache.index import CacheIndex
 from appliance.errors import UpstreamError
 from tests.cache.conftest import CacheFactory
 from tests.cache.helpers import REG, REPO, Upstream, payload, read_all, sha256
@@ -104,4 +106,71 @@ async def test_the_last_chunk_counts_even_when_its_write_finished_before_the_fil
         assert hit is not None, f"after {turns} turns"
         assert await read_all(hit.chunks()) == data, f"after {turns} turns"
         await hit.close()
+        await cache.close()
+
+
+class _HeldWrites(TempBlob):
+    """A real temp file whose writes after the first wait for ``release``: a slow disk."""
+
+    def __init__(self, inner: TempBlob, release: asyncio.Event) -> None:
+        self._inner = inner
+        self._release = release
+        self._writes = 0
+
+    async def write(self, data: bytes, also: Callable[[bytes], object] | None = None) -> None:
+        self._writes += 1
+        if self._writes > 1:
+            await self._release.wait()
+        await self._inner.write(data, also)
+
+    async def read_at(self, offset: int, length: int) -> bytes:
+        return await self._inner.read_at(offset, length)
+
+    async def commit(self) -> None:
+        await self._inner.commit()
+
+    async def discard(self) -> None:
+        await self._inner.discard()
+
+    async def release(self) -> None:
+        await self._inner.release()
+
+
+async def test_a_reader_keeping_pace_gets_bytes_before_a_slow_disk_has_them(tmp_path: Path) -> None:
+    release = asyncio.Event()
+
+    class SlowDisk(FileBlobStore):
+        async def create_temp(self, key: BlobKey) -> TempBlob:
+            return _HeldWrites(await super().create_temp(key), release)
+
+    cache = BlobCache(
+        SlowDisk(tmp_path / "cache"),
+        CacheIndex(tmp_path / "cache" / "index.sqlite"),
+        max_size=1 << 30,
+        inactive=86400.0,
+        min_free_disk=0,
+    )
+    await cache.start()
+    try:
+        data = payload(3 * 65536, 7)
+        reader = await cache.open_or_fill(REG, REPO, sha256(data), Upstream(data).fetch)
+        chunks = reader.chunks()
+        # The second chunk's write is held, yet the client gets it: it comes from memory.
+        first = await asyncio.wait_for(anext(chunks), 5)
+        got = first
+        while len(got) < 2 * 65536:
+            got += await asyncio.wait_for(anext(chunks), 5)
+        assert got == data[: len(got)]
+        fill = cache.fills.get(BlobKey.of(REG, Kind.BLOB, sha256(data)))
+        assert fill is not None and fill.written <= 65536  # the disk has at most the first chunk
+        release.set()
+        got += await read_all(chunks)
+        assert got == data
+        await reader.close()
+        await cache.wait_fills()
+        hit = await cache.open(REG, sha256(data))
+        assert hit is not None
+        assert await read_all(hit.chunks()) == data
+        await hit.close()
+    finally:
         await cache.close()
