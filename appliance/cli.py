@@ -169,7 +169,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     config = _load(args, overrides)
     from appliance import engine
-    from appliance.control import ConfigSource
+    from appliance.control_edits import ConfigSource
 
     # A hot reload rebuilds the configuration from the same file, environment and flags.
     source = ConfigSource(overrides=overrides, environ=os.environ, config_path=args.config)
@@ -188,7 +188,8 @@ def _import_env_arguments(parser: argparse.ArgumentParser) -> None:
 def _import_env(args: argparse.Namespace) -> int:
     import tomlkit
 
-    from appliance.config_file import render_config, write_document
+    from appliance.config_file import write_document
+    from appliance.config_file_render import render_config
     from appliance.seed_env import apply_env
 
     defaults = default_config(os.environ)
@@ -222,7 +223,7 @@ def _export_env_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _export_env(args: argparse.Namespace) -> int:
-    from appliance.seed_env import export_env, format_env_lines
+    from appliance.seed_env_export import export_env, format_env_lines
 
     config = _load(args)
     pairs, warnings = export_env(config)

@@ -204,6 +204,9 @@ class CacheConfig:
     max_size: int = 32 * GIB  # CACHE_MAX_SIZE, bytes, hard cap on disk
     inactive: float = 60 * DAY  # CACHE_INACTIVE, seconds
     min_free_disk: int = 1 * GIB  # stop filling (pass through) below this much free disk
+    # Once a client asks for a blob of an image manifest it was just served, fill the manifest's
+    # other blobs this many at a time without waiting to be asked (0: off).  See pullahead.py.
+    pull_ahead: int = 4
 
 
 class LogFormat(StrEnum):

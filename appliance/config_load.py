@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from appliance.config import Config
-from appliance.config_file import load_file
+from appliance.config_file_read import load_file
 from appliance.config_values import (
     default_config,
     default_config_path,

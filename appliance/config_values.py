@@ -295,6 +295,14 @@ def _unique(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+def parse_pull_ahead(value: object, where: str) -> int:
+    """Blobs filled ahead at once per image: a whole number, 0 for off (TOML integer or env string)."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) > 64:
+        raise ConfigError(where, f"expected a whole number from 0 (off) to 64, got {value!r}")
+    return int(text)
+
+
 def parse_event_queue(value: object, where: str) -> int:
     """A subscriber queue length: a positive whole number (TOML integer or env string)."""
     text = str(value).strip()

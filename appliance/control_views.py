@@ -16,7 +16,7 @@ from appliance.config import DOCKER_HUB_HOST, Config, Credential, Secret, Secret
 from appliance.config_values import format_tunnel, mask_url
 from appliance.events import CacheStatus, Event
 from appliance.ratelimit import RateLimitState
-from appliance.seed_env import export_env, format_env_lines
+from appliance.seed_env_export import export_env, format_env_lines
 from appliance.stats import Stats, Totals
 
 

@@ -19,13 +19,16 @@ from aiohttp import web
 
 from appliance import __version__, auth, memory, metrics, mirror, oci, tunnel, tunnel_policy
 from appliance.accesslog import AccessLog
-from appliance.ca import CertificateAuthority, LeafCertificates, expiry_warning
+from appliance.ca import CertificateAuthority, expiry_warning
 from appliance.cache import BlobCache, ManifestCache
 from appliance.cache.lock import CacheLock
 from appliance.config import Config, RegistryConfig, ResolveOverride, Scheme, normalize_host
-from appliance.control import ConfigSource, ControlServer
+from appliance.control import ControlServer
+from appliance.control_edits import ConfigSource
 from appliance.errors import ApplianceError, ConfigError, ErrorCode, RegistryError, UpstreamError
 from appliance.events import EventBus, RequestKind
+from appliance.leaf_certs import LeafCertificates
+from appliance.pullahead import PullAhead
 from appliance.ratelimit import RateLimitState
 from appliance.registry_api import RegistryProxy
 from appliance.responses import error_response
@@ -70,12 +73,14 @@ class Engine:
             min_free_disk=self.config.cache.min_free_disk,
         )
         self.manifests = ManifestCache(self.blobs)
+        self.pull_ahead = PullAhead(self.blobs, per_image=self.config.cache.pull_ahead)
         self.proxy = RegistryProxy(
             config=lambda: self.config,
             upstream=self.upstream,
             blobs=self.blobs,
             manifests=self.manifests,
             events=self.events,
+            pull_ahead=self.pull_ahead if self.pull_ahead.enabled else None,
         )
         self.access_log = AccessLog(self.config.log_format)
         self.events.add_listener(self.access_log)
@@ -134,6 +139,7 @@ class Engine:
 
     async def close(self) -> None:
         await self.door.close()
+        await self.pull_ahead.close()
         await self.blobs.close()
         await self.upstream.close()
         self.cache_lock.release()

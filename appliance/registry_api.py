@@ -15,13 +15,14 @@ from typing import Any
 from aiohttp import web
 
 from appliance import oci
-from appliance.cache import BlobCache, BlobReader, BlobSource, ManifestCache, StoredManifest
+from appliance.cache import BlobCache, BlobReader, BlobSource, FetchBlob, ManifestCache, StoredManifest
 from appliance.config import Config, RegistryConfig
 from appliance.digests import Algorithm, digest_of, parse_digest
 from appliance.errors import ErrorCode, IntegrityError, RegistryError, UpstreamError
 from appliance.events import CacheStatus, EventBus, EventDraft, RequestKind
 from appliance.health import UpstreamHealth
 from appliance.oci import Endpoint, Route
+from appliance.pullahead import PullAhead
 from appliance.responses import (
     CHUNK,
     FORWARD_HEADERS,
@@ -49,6 +50,7 @@ class RegistryProxy:
     manifests: ManifestCache
     events: EventBus
     health: UpstreamHealth = field(default_factory=UpstreamHealth)
+    pull_ahead: PullAhead | None = None
     _streams: int = field(default=0, init=False)  # blob bodies being streamed right now
     active: int = field(default=0, init=False)  # requests being served, until their event is out
 
@@ -184,15 +186,41 @@ class RegistryProxy:
             finally:
                 await reader.close()
 
+        if self.pull_ahead is not None:
+            self.pull_ahead.on_blob(
+                registry.host,
+                route.repository,
+                digest,
+                lambda other: self._blob_fetch(registry, route.repository, other, client_auth, None),
+            )
+        fetch = self._blob_fetch(registry, route.repository, digest, client_auth, draft)
+        reader = await self.blobs.open_or_fill(registry.host, route.repository, digest, fetch)
+        draft.status = reader.status
+        try:
+            return await self._send_blob(request, reader, digest, draft)
+        finally:
+            await reader.close()
+
+    def _blob_fetch(
+        self,
+        registry: RegistryConfig,
+        repository: str,
+        digest: str,
+        client_auth: str | None,
+        draft: EventDraft | None,
+    ) -> FetchBlob:
+        """How a fill gets the blob from upstream (``draft``: the request to note the status on)."""
+
         async def fetch() -> BlobSource:
             answer = await self._upstream(
                 registry,
                 "GET",
-                f"/v2/{route.repository}/blobs/{digest}",
-                repository=route.repository,
+                f"/v2/{repository}/blobs/{digest}",
+                repository=repository,
                 client_authorization=client_auth,
             )
-            draft.upstream_status = answer.status
+            if draft is not None:
+                draft.upstream_status = answer.status
             if answer.status != 200:
                 raise await answer_error(answer)
             length = answer.headers.get("Content-Length")
@@ -202,12 +230,7 @@ class RegistryProxy:
                 close=answer.release,
             )
 
-        reader = await self.blobs.open_or_fill(registry.host, route.repository, digest, fetch)
-        draft.status = reader.status
-        try:
-            return await self._send_blob(request, reader, digest, draft)
-        finally:
-            await reader.close()
+        return fetch
 
     async def _send_blob(
         self, request: web.BaseRequest, reader: BlobReader, digest: str, draft: EventDraft
@@ -287,7 +310,7 @@ class RegistryProxy:
             stored = await self.manifests.get_by_digest(registry.host, route.reference)
             if stored is not None:
                 draft.status = CacheStatus.HIT
-                return manifest_response(stored.body, stored.media_type, stored.digest, head, draft)
+                return self._manifest_reply(stored.body, stored.media_type, stored.digest, head, draft)
             if head:
                 return await self._relay(request, registry, route, draft)
             return await self._fetch_manifest(request, registry, route, draft, accepted, None)
@@ -301,7 +324,7 @@ class RegistryProxy:
             ttl = self._tag_ttl(registry, route.reference)
             if time.time() - record.fetched_at < ttl:
                 draft.status = CacheStatus.HIT
-                return manifest_response(stored.body, stored.media_type, stored.digest, head, draft)
+                return self._manifest_reply(stored.body, stored.media_type, stored.digest, head, draft)
             try:
                 check = await self._upstream(
                     registry,
@@ -327,7 +350,7 @@ class RegistryProxy:
             if check.status == 200 and check.headers.get("Docker-Content-Digest") == record.digest:
                 await self.manifests.touch_tag(registry.host, route.repository, route.reference, klass)
                 draft.status = CacheStatus.REVALIDATED
-                return manifest_response(stored.body, stored.media_type, stored.digest, head, draft)
+                return self._manifest_reply(stored.body, stored.media_type, stored.digest, head, draft)
             if head:
                 # A moved (or refused) tag on HEAD: relay the upstream's own answer, never spend a GET.
                 return relay_head(check, draft)
@@ -391,7 +414,14 @@ class RegistryProxy:
         tag = None if route.is_digest else route.reference
         await self.manifests.put(registry.host, route.repository, digest, media_type, body, tag, klass)
         draft.status = CacheStatus.MISS
-        return manifest_response(body, media_type, digest, False, draft)
+        return self._manifest_reply(body, media_type, digest, False, draft)
+
+    def _manifest_reply(
+        self, body: bytes, media_type: str, digest: str, head: bool, draft: EventDraft
+    ) -> web.Response:
+        if not head and self.pull_ahead is not None:
+            self.pull_ahead.note_manifest(draft.registry, draft.route.repository, digest, body, media_type)
+        return manifest_response(body, media_type, digest, head, draft)
 
     async def _any_stale(
         self, registry: RegistryConfig, route: Route, accepted: tuple[str, ...]
@@ -413,7 +443,7 @@ class RegistryProxy:
         log.warning(
             "%s %s:%s %s", draft.registry, draft.route.repository, draft.route.reference, draft.message
         )
-        return manifest_response(body, media_type, digest, head, draft)
+        return self._manifest_reply(body, media_type, digest, head, draft)
 
     def _tag_ttl(self, registry: RegistryConfig, tag: str) -> float:
         if registry.tag_ttl is not None:

@@ -12,16 +12,14 @@ import tomlkit
 from appliance.config import DOCKER_HUB_HOST, Config, Scheme, Secret, SecretStore
 from appliance.config_file import (
     add_registry,
-    config_from_document,
-    load_file,
-    read_document,
     remove_credential,
     remove_registry,
-    render_config,
     set_credential,
     update_registry,
     write_document,
 )
+from appliance.config_file_read import config_from_document, load_file, read_document
+from appliance.config_file_render import render_config
 from appliance.config_values import default_config
 from appliance.errors import ConfigError
 from appliance.seed_env import apply_env
@@ -65,6 +63,9 @@ def test_unknown_nested_keys_are_named_with_their_path(tmp_path: Path) -> None:
     ("text", "where", "value"),
     [
         ('[cache]\nmax_size = "12q"\n', "cache.max_size", "'12q'"),
+        ("[cache]\npull_ahead = -1\n", "cache.pull_ahead", "-1"),
+        ("[cache]\npull_ahead = true\n", "cache.pull_ahead", "True"),
+        ("[cache]\npull_ahead = 65\n", "cache.pull_ahead", "65"),
         ('[timeouts]\nsend = "-5s"\n', "timeouts.send", "'-5s'"),
         ("[timeouts]\nsend = -5\n", "timeouts.send", "-5"),
         ('[[registries]]\nhost = ""\n', "registries[0].host", "''"),
@@ -101,7 +102,7 @@ def test_the_example_file_is_valid_and_matches_the_defaults_it_documents(tmp_pat
 
 def test_example_file_documents_every_key() -> None:
     text = (ROOT / "config.example.toml").read_text()
-    from appliance.config_file import CACHE_KEYS, REGISTRY_KEYS, TIMEOUT_KEYS, TOP_KEYS
+    from appliance.config_file_keys import CACHE_KEYS, REGISTRY_KEYS, TIMEOUT_KEYS, TOP_KEYS
 
     for key in (
         *TOP_KEYS,
@@ -240,6 +241,7 @@ def test_rendered_config_loads_back_to_the_same_config(tmp_path: Path) -> None:
         "UPSTREAM_PROXY": "http://p:1",
         "DEBUG": "1",
         "CA_KEY_FILE": "/ca/k",
+        "APPLIANCE_PULL_AHEAD": "0",
     }
     config = apply_env(defaults, env).config
     document = render_config(config, defaults)

@@ -11,11 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from appliance.config import Config, Credential, Secret, SecretStore
-from appliance.config_file import render_config
+from appliance.config_file_render import render_config
 from appliance.config_load import Overrides, load_config
 from appliance.config_values import default_config
 from appliance.errors import ConfigError
-from appliance.seed_env import encode_auth_registries, export_env
+from appliance.seed_env_auth import encode_auth_registries
+from appliance.seed_env_export import export_env
 
 
 def write(tmp_path: Path, text: str) -> Path:

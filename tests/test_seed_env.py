@@ -21,13 +21,9 @@ from appliance.config import (
 )
 from appliance.config_values import default_config
 from appliance.errors import ConfigError
-from appliance.seed_env import (
-    SEED_DUMMY_AUTH,
-    apply_env,
-    encode_auth_registries,
-    export_env,
-    parse_auth_registries,
-)
+from appliance.seed_env import apply_env
+from appliance.seed_env_auth import SEED_DUMMY_AUTH, encode_auth_registries, parse_auth_registries
+from appliance.seed_env_export import export_env
 
 HOME = {"HOME": "/nonexistent-home"}
 
@@ -241,6 +237,8 @@ def test_cache_size_and_timeouts() -> None:
     ("name", "value"),
     [
         ("CACHE_MAX_SIZE", "12q"),
+        ("APPLIANCE_PULL_AHEAD", "four"),
+        ("APPLIANCE_PULL_AHEAD", "-1"),
         ("CACHE_INACTIVE", "-1d"),
         ("PROXY_READ_TIMEOUT", "-30s"),
         ("MANIFEST_CACHE_PRIMARY_TIME", "soon"),
@@ -251,6 +249,14 @@ def test_bad_values_name_the_variable_and_the_value(name: str, value: str) -> No
         load(**{name: value})
     assert str(caught.value).startswith(f"{name}: ")
     assert repr(value) in str(caught.value)
+
+
+def test_pull_ahead_from_env_and_back() -> None:
+    assert load()[0].cache.pull_ahead == 4
+    config, _ = load(APPLIANCE_PULL_AHEAD="0")
+    assert config.cache.pull_ahead == 0
+    assert ("APPLIANCE_PULL_AHEAD", "0") in export_env(config)[0]
+    assert "APPLIANCE_PULL_AHEAD" not in dict(export_env(load()[0])[0])
 
 
 def test_ca_files_debug_listen_log_format_tunnel() -> None:

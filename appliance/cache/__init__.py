@@ -35,7 +35,8 @@ from appliance.cache.blobs import INDEX_FILE, BlobCache, CacheUsage
 from appliance.cache.blobstore import BlobKey, BlobStore, FileBlobStore, Kind
 from appliance.cache.eviction import Evictor, Leases
 from appliance.cache.fills import FillProgress
-from appliance.cache.index import CacheIndex, RegistryUsage, RepositoryListing, TagRecord
+from appliance.cache.index import CacheIndex
+from appliance.cache.index_records import RegistryUsage, RepositoryListing, TagRecord
 from appliance.cache.manifests import ManifestCache, StoredManifest
 from appliance.cache.readers import BlobReader, BlobSource, FetchBlob
 from appliance.cache.verify import VerifyReport, verify

@@ -13,7 +13,8 @@ from pathlib import Path
 from appliance.cache.blobstore import BlobKey, BlobStore, FileBlobStore, Kind
 from appliance.cache.eviction import Evictor, Leases
 from appliance.cache.fills import FillManager, FillMode, FillProgress
-from appliance.cache.index import CacheIndex, EntryState, RegistryUsage, RepositoryListing
+from appliance.cache.index import CacheIndex
+from appliance.cache.index_records import EntryState, RegistryUsage, RepositoryListing
 from appliance.cache.readers import BlobReader, BypassReader, FetchBlob, FollowReader, HitReader
 from appliance.cache.verify import VerifyReport, verify
 from appliance.events import CacheStatus
@@ -199,6 +200,53 @@ class BlobCache:
         return FollowReader(
             fill, CacheStatus.MISS if starter else CacheStatus.COALESCED, lambda: self.leases.release(key)
         )
+
+    async def warm(
+        self,
+        registry: str,
+        repository: str,
+        digest: str,
+        fetch: FetchBlob,
+        *,
+        expected_size: int | None = None,
+    ) -> bool:
+        """Have the blob cached without reading it: True when this call fetched and stored it.
+
+        A HIT costs nothing; a fill in flight is waited for; otherwise a fill starts and is waited
+        for.  When the cache would not store the blob (BYPASS) nothing is downloaded.  A fetch
+        that fails raises, as it would for a reader.
+        """
+        key = BlobKey.of(registry, Kind.BLOB, digest)
+        hit = await self._open_key(key)
+        if hit is not None:
+            await hit.close()
+            return False
+        fill = self.fills.get(key)
+        starter = fill is None
+        if fill is None:
+            fill = self.fills.start(key, repository, fetch, expected_size)
+        else:
+            fill.add_repository(repository)
+        try:
+            mode = await asyncio.shield(fill.ready)
+        except asyncio.CancelledError:
+            if starter:
+                fill.starter_gone = True
+                if fill.bypass_source is not None:
+                    await fill.bypass_source.close()
+            raise
+        if mode is FillMode.BYPASS:
+            if starter and fill.bypass_source is not None:
+                await fill.bypass_source.close()  # handed to us: nobody will read it
+            return False
+        while not fill.finished:
+            changed = fill.changed
+            if fill.finished:
+                break
+            await changed.wait()
+        if fill.error is not None and not fill.committed:
+            raise fill.error
+        return starter and fill.committed
 
     def now(self) -> float:
         return self._clock()

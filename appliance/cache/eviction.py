@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable, Iterable
 
 from appliance.cache.blobstore import BlobKey, BlobStore
-from appliance.cache.index import CacheIndex, Entry
+from appliance.cache.index import CacheIndex
+from appliance.cache.index_records import Entry
 
 log = logging.getLogger(__name__)
 

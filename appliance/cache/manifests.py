@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from appliance.cache.blobs import BlobCache
 from appliance.cache.blobstore import MANIFEST_MAX, BlobKey, Kind
-from appliance.cache.index import TagRecord
+from appliance.cache.index_records import TagRecord
 from appliance.cache.verify import sniff_media_type
 from appliance.errors import IntegrityError
 

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from appliance.cache.blobstore import MANIFEST_MAX, BlobKey, BlobStore, Kind
-from appliance.cache.index import CacheIndex, Entry, EntryState
+from appliance.cache.index import CacheIndex
+from appliance.cache.index_records import Entry, EntryState
 
 _PAGE = 500
 

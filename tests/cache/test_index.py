@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from appliance.cache import BlobKey, CacheIndex, Kind, TagRecord
-from appliance.cache.index import EntryState
+from appliance.cache.index_records import EntryState
 from tests.cache.helpers import REG, sha256
 
 

@@ -37,7 +37,9 @@ def _appliance(workdir: Path, registry: UpstreamRegistry, pki: TestPKI, **kwargs
 
 @pytest.fixture
 def appliance(tmp_path: Path, pki: TestPKI, open_registry: UpstreamRegistry) -> Iterator[Appliance]:
-    with _appliance(tmp_path / "a", open_registry, pki) as running:
+    # Exact per-request accounting (one MISS per blob, then one HIT): pull-ahead, which turns most
+    # first-pull MISSes into HIT or COALESCED, has its own tests.
+    with _appliance(tmp_path / "a", open_registry, pki, extra_toml={"cache": {"pull_ahead": 0}}) as running:
         yield running
 
 

@@ -77,7 +77,11 @@ def appliance(
             htpasswd_registry.name_port, htpasswd_registry.host_port, credentials=htpasswd_registry.creds
         ),
     ]
-    with Appliance(tmp_path / "appliance", specs, upstream_ca=pki.ca_file) as running:
+    # Exact per-request accounting (a MISS per blob on first pull): pull-ahead has its own tests.
+    no_pull_ahead = {"cache": {"pull_ahead": 0}}
+    with Appliance(
+        tmp_path / "appliance", specs, upstream_ca=pki.ca_file, extra_toml=no_pull_ahead
+    ) as running:
         yield running
 
 

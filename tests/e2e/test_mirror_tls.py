@@ -27,7 +27,8 @@ def test_tls_listener_serves_mirror_mode_with_a_certificate_from_the_appliance_c
         tmp_path / "appliance",
         [spec],
         upstream_ca=pki.ca_file,
-        extra_toml={"tls_listen": f"127.0.0.1:{tls_port}"},
+        # Exact per-request accounting (a MISS per blob): pull-ahead has its own tests.
+        extra_toml={"tls_listen": f"127.0.0.1:{tls_port}", "cache": {"pull_ahead": 0}},
     ) as appliance:
         trust = appliance.cert_dir()
         ping = curl(f"https://127.0.0.1:{tls_port}/v2/", cacert=trust / "ca.crt")

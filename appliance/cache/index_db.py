@@ -1,0 +1,72 @@
+"""The cache index's SQLite file: its schema, how a connection is opened, and transactions."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS blobs (
+    registry TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    media_type TEXT,
+    created REAL NOT NULL,
+    last_access REAL NOT NULL,
+    pinned INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'ready',
+    PRIMARY KEY (registry, kind, digest)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blobs_lru ON blobs (state, pinned, last_access);
+CREATE TABLE IF NOT EXISTS refs (
+    registry TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (registry, repository, digest)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS refs_digest ON refs (registry, digest);
+CREATE TABLE IF NOT EXISTS tags (
+    registry TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    accept_class TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    fetched_at REAL NOT NULL,
+    PRIMARY KEY (registry, repository, tag, accept_class)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tags_digest ON tags (registry, digest);
+CREATE TABLE IF NOT EXISTS pins (
+    registry TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    PRIMARY KEY (registry, repository)
+) WITHOUT ROWID;
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the index at ``path``: WAL, autocommit, schema in place (blocking)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode survives a process kill (only an OS crash can lose the last commits).
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back if the body raises anything at all."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
