@@ -1,7 +1,8 @@
 """Upstream authentication, the pure parts: challenges, scopes, credential choice, realms, tokens.
 
-The upstream client (``upstream.py``) does the I/O; everything here is plain functions and one small
-cache so that it can be tested without an event loop.  Two rules carry the security weight:
+The upstream client (``upstream.py``, its token handshake in ``upstream_auth.py``) does the I/O;
+everything here is plain functions and one small cache so that it can be tested without an event
+loop.  Two rules carry the security weight:
 
 * ``choose_credential`` only ever picks a credential configured for this registry (its host, an
   alias, or one of its auth hosts), preferring the longest matching repository prefix.

@@ -6,10 +6,10 @@ for a layer of an image manifest the appliance served moments ago, the manifest'
 filled in the background, ``per_image`` at a time, through the cache's ordinary single-flight,
 digest-verified fills: by the time the client asks for them they are on their way or done.
 
-Only a layer request starts it.  A manifest fetched on its own, or with its config blob (an
-inspection such as ``skopeo inspect``, a scanner, an update check), downloads nothing.  A blob
-the cache would not store (over the cap, disk low) is not fetched, nor is a foreign layer (one a
-manifest lists by URL).
+Only a layer request that misses the cache starts it (a warm pull costs nothing extra).  A
+manifest fetched on its own, or with its config blob (an inspection such as ``skopeo inspect``, a
+scanner, an update check), downloads nothing.  A blob the cache would not store (over the cap,
+disk low) is not fetched, nor is a foreign layer (one a manifest lists by URL).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Responses a registry client gets: relayed upstream answers, errors in OCI JSON, manifests, files.
 
-Everything here turns a value into an aiohttp response; the decisions are made in registry_api.
+Everything here turns a value into an aiohttp response; the decisions are made in
+registry_blobs and registry_manifests.
 """
 
 from __future__ import annotations
