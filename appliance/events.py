@@ -10,7 +10,7 @@ import asyncio
 import collections
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from appliance.oci import Endpoint, Route
@@ -54,10 +54,23 @@ class Event:
     message: str = ""  # a one-line reason for ERROR/STALE/BYPASS; never contains secrets
 
     def to_dict(self) -> dict[str, object]:
-        data = asdict(self)
-        data["kind"] = str(self.kind)
-        data["status"] = str(self.status)
-        return data
+        # Spelled out rather than dataclasses.asdict (which deep-copies every value): this runs
+        # for every event a subscriber or the JSON access log sees.
+        return {
+            "time": self.time,
+            "client": self.client,
+            "registry": self.registry,
+            "repository": self.repository,
+            "kind": str(self.kind),
+            "reference": self.reference,
+            "status": str(self.status),
+            "method": self.method,
+            "http_status": self.http_status,
+            "bytes": self.bytes,
+            "duration": self.duration,
+            "upstream_status": self.upstream_status,
+            "message": self.message,
+        }
 
 
 @dataclass(slots=True)

@@ -56,7 +56,7 @@ FULL = Profile(
     herd_layers=(16 * MiB, 8 * MiB, 4 * MiB, 1 * MiB),
     index_entries=100_000,
     firehose_seconds=3.0,
-    firehose_rounds=3,
+    firehose_rounds=5,
     firehose_concurrency=8,
 )
 QUICK = Profile(

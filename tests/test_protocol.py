@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -24,6 +25,16 @@ def test_an_engine_event_dict_decodes_as_an_event_record() -> None:
     )
     record = p.EventRecord.from_json(event.to_dict())
     assert record.status is p.EventStatus.MISS and record.kind is p.EventKind.BLOB and record.bytes == 9
+
+
+def test_an_engine_event_dict_carries_every_field_and_the_record_every_one_of_them() -> None:
+    event = Event(
+        2.0, "c", "r", "a/b", RequestKind.MANIFEST, "latest", CacheStatus.STALE, "HEAD", 200, 5, 0.5, 503, "m"
+    )
+    data = event.to_dict()
+    assert list(data) == [f.name for f in dataclasses.fields(Event)]
+    assert [f.name for f in dataclasses.fields(p.EventRecord)] == list(data)
+    assert p.EventRecord.from_json(data).to_json() == data
 
 
 def test_nested_records_round_trip_through_json_text() -> None:
@@ -55,6 +66,51 @@ def test_unknown_keys_are_ignored_and_missing_defaults_apply() -> None:
 def test_wrong_shapes_raise_protocol_error(data: object, message: str) -> None:
     with pytest.raises(p.ProtocolError, match=message):
         p.CacheUsage.from_json(data)
+
+
+def _event_json(**changes: object) -> dict[str, object]:
+    record = p.EventRecord(
+        time=1.0,
+        client="127.0.0.1:1",
+        registry="r.io",
+        repository="a/b",
+        kind=p.EventKind.BLOB,
+        reference="sha256:" + "0" * 64,
+        status=p.EventStatus.HIT,
+    )
+    return {**record.to_json(), **changes}
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"status": "NOPE"}, "EventBatch.events[1].status: 'NOPE' is not one of "),
+        ({"upstream_status": "200"}, "EventBatch.events[1].upstream_status: expected an integer, got '200'"),
+        ({"bytes": None}, "EventBatch.events[1].bytes: expected an integer, got None"),
+        ({"client": None}, "EventBatch.events[1].client: expected a string, got None"),
+    ],
+)
+def test_errors_deep_in_a_batch_name_the_path_to_the_wrong_value(
+    bad: dict[str, object], message: str
+) -> None:
+    frame = {"type": "events", "events": [_event_json(), _event_json(**bad)]}
+    with pytest.raises(p.ProtocolError) as caught:
+        p.EventBatch.from_json(frame)
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_a_missing_field_deep_in_a_batch_is_named_with_its_path() -> None:
+    event = _event_json()
+    del event["registry"]
+    with pytest.raises(p.ProtocolError, match=r"^EventBatch\.events\[0\]\.registry: required$"):
+        p.EventBatch.from_json({"events": [event]})
+
+
+def test_optional_fields_take_null_and_values() -> None:
+    batch = p.EventBatch.from_json(
+        {"events": [_event_json(upstream_status=None), _event_json(upstream_status=503)]}
+    )
+    assert [e.upstream_status for e in batch.events] == [None, 503]
 
 
 def test_error_envelope_round_trips_with_its_http_status() -> None:
