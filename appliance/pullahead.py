@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from appliance import oci
 from appliance.cache import BlobCache, FetchBlob
 from appliance.errors import ApplianceError
+from appliance.tasks import OwnedTasks
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class PullAhead:
         self._window = window  # seconds after the manifest was served that a blob request counts
         self._clock = clock
         self._images: collections.OrderedDict[tuple[str, str, str], _Image] = collections.OrderedDict()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = OwnedTasks()
         self.fetched = 0  # blobs stored by pull-ahead since start
 
     @property
@@ -127,11 +128,9 @@ class PullAhead:
             return
         image.started = True
         others = [blob for blob in image.blobs if blob.digest != digest]
-        task = asyncio.create_task(
+        self._tasks.spawn(
             self._fill(image, others, fetch_for), name=f"pull-ahead {registry}/{repository}@{image.manifest}"
         )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _fill(self, image: _Image, blobs: list[Blob], fetch_for: Callable[[str], FetchBlob]) -> None:
         slots = asyncio.Semaphore(self.per_image)
@@ -169,13 +168,14 @@ class PullAhead:
                 image.manifest,
             )
 
+    @property
+    def running(self) -> int:
+        """Pull-aheads in progress."""
+        return len(self._tasks)
+
     async def wait_idle(self) -> None:
         """Wait until every pull-ahead started so far has finished (tests, orderly shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.wait_idle()
 
     async def close(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel_all()

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -29,6 +29,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from appliance.config import Timeouts
+from appliance.tasks import OwnedTasks
 
 log = logging.getLogger("appliance.server")
 
@@ -99,7 +100,7 @@ class FrontDoor:
     tls_handshake_timeout: float = 30.0
     _http: web.Server = field(init=False)
     _servers: list[asyncio.Server] = field(init=False, default_factory=list)
-    _tasks: set[asyncio.Task[None]] = field(init=False, default_factory=set)
+    _tasks: OwnedTasks = field(init=False, default_factory=OwnedTasks)
     # Tunnels keep their StreamWriters referenced here for their whole life (see module doc).
     _tunnel_writers: set[asyncio.StreamWriter] = field(init=False, default_factory=set)
 
@@ -138,17 +139,12 @@ class FrontDoor:
         for writer in list(self._tunnel_writers):
             writer.close()
         await self._http.shutdown(grace)
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=grace)
+        await self._tasks.cancel_all(grace)
         for server in self._servers:
             await server.wait_closed()
 
-    def spawn(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._tasks.spawn(coro)
 
     # -- aiohttp side ----------------------------------------------------------------------------
 

@@ -192,4 +192,4 @@ async def test_close_cancels_a_pull_ahead_in_progress(cache: BlobCache) -> None:
     ahead.on_blob(REG, REPO, list(lab.data)[1], lab.fetch_for)
     await asyncio.sleep(0.05)
     await asyncio.wait_for(ahead.close(), 5)
-    assert ahead._tasks == set()
+    assert ahead.running == 0

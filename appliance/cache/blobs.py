@@ -12,7 +12,7 @@ from pathlib import Path
 
 from appliance.cache.blobstore import BlobKey, BlobStore, FileBlobStore, Kind
 from appliance.cache.eviction import Evictor, Leases
-from appliance.cache.fills import FillManager, FillMode, FillProgress
+from appliance.cache.fills import Fill, FillManager, FillMode, FillProgress
 from appliance.cache.index import CacheIndex
 from appliance.cache.index_records import EntryState, RegistryUsage, RepositoryListing
 from appliance.cache.readers import BlobReader, BypassReader, FetchBlob, FollowReader, HitReader
@@ -175,21 +175,7 @@ class BlobCache:
         if hit is not None:
             await self.index.add_ref(registry, repository, str(key.digest))
             return hit
-        fill = self.fills.get(key)
-        starter = fill is None
-        if fill is None:
-            fill = self.fills.start(key, repository, fetch, expected_size)
-        else:
-            fill.add_repository(repository)
-        try:
-            mode = await asyncio.shield(fill.ready)
-        except asyncio.CancelledError:
-            if starter:
-                fill.starter_gone = True
-                source = fill.bypass_source
-                if source is not None:
-                    await source.close()
-            raise
+        fill, starter, mode = await self._join_or_start(key, repository, fetch, expected_size)
         if mode is FillMode.BYPASS:
             source = fill.bypass_source if starter else None
             if source is None:
@@ -221,6 +207,28 @@ class BlobCache:
         if hit is not None:
             await hit.close()
             return False
+        fill, starter, mode = await self._join_or_start(key, repository, fetch, expected_size)
+        if mode is FillMode.BYPASS:
+            if starter and fill.bypass_source is not None:
+                await fill.bypass_source.close()  # handed to us: nobody will read it
+            return False
+        while not fill.finished:
+            changed = fill.changed
+            if fill.finished:
+                break
+            await changed.wait()
+        if fill.error is not None and not fill.committed:
+            raise fill.error
+        return starter and fill.committed
+
+    async def _join_or_start(
+        self, key: BlobKey, repository: str, fetch: FetchBlob, expected_size: int | None
+    ) -> tuple[Fill, bool, FillMode]:
+        """The fill in flight for ``key`` or a new one, once it knows whether it stores (``ready``).
+
+        Also says whether this call started it: a starter that goes away while waiting leaves the
+        fill to run on, but closes an upstream body handed over for a BYPASS that nobody will read.
+        """
         fill = self.fills.get(key)
         starter = fill is None
         if fill is None:
@@ -235,18 +243,7 @@ class BlobCache:
                 if fill.bypass_source is not None:
                     await fill.bypass_source.close()
             raise
-        if mode is FillMode.BYPASS:
-            if starter and fill.bypass_source is not None:
-                await fill.bypass_source.close()  # handed to us: nobody will read it
-            return False
-        while not fill.finished:
-            changed = fill.changed
-            if fill.finished:
-                break
-            await changed.wait()
-        if fill.error is not None and not fill.committed:
-            raise fill.error
-        return starter and fill.committed
+        return fill, starter, mode
 
     def now(self) -> float:
         return self._clock()

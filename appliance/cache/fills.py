@@ -24,6 +24,7 @@ from appliance.cache.eviction import Evictor, Leases
 from appliance.cache.index import CacheIndex
 from appliance.cache.readers import BlobSource, FetchBlob
 from appliance.errors import ApplianceError, IntegrityError, UpstreamError
+from appliance.tasks import OwnedTasks
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ class FillManager:
         self._on_progress = on_progress
         self._clock = clock
         self._fills: dict[BlobKey, Fill] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = OwnedTasks()
         self._statfs: tuple[float, int | None] | None = None
         self._admitted_since_statfs = 0
 
@@ -176,9 +177,7 @@ class FillManager:
         fill = Fill(key, repository, expected_size)
         self._fills[key] = fill
         self._leases.acquire(key)
-        task = asyncio.create_task(self._run(fill, fetch), name=f"cache-fill {key.registry} {key.digest}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._run(fill, fetch), name=f"cache-fill {key.registry} {key.digest}")
         return fill
 
     def inflight(self) -> list[FillProgress]:
@@ -190,14 +189,10 @@ class FillManager:
 
     async def wait_idle(self) -> None:
         """Wait until every fill running now has finished (committed or failed)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.wait_idle()
 
     async def close(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
 
     def _report(self, fill: Fill) -> None:
         if self._on_progress is not None:
