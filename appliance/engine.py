@@ -73,7 +73,7 @@ class Engine:
             min_free_disk=self.config.cache.min_free_disk,
         )
         self.manifests = ManifestCache(self.blobs)
-        self.pull_ahead = PullAhead(self.blobs, per_image=self.config.cache.pull_ahead)
+        self.pull_ahead = PullAhead(self.blobs, per_image=self.config.cache.pull_ahead, events=self.events)
         self.proxy = RegistryProxy(
             config=lambda: self.config,
             upstream=self.upstream,

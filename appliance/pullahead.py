@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from appliance import oci
 from appliance.cache import BlobCache, FetchBlob
 from appliance.errors import ApplianceError
+from appliance.events import CacheStatus, Event, EventBus, RequestKind
 from appliance.tasks import OwnedTasks
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,12 @@ def blobs_of(body: bytes, media_type: str) -> tuple[Blob, ...]:
     return tuple(found.values())
 
 
+# The "client" of the events pull-ahead publishes: what it fetched shows in the access log, the
+# stream and the counters as upstream traffic, and the client's own requests for those blobs then
+# show as HIT or COALESCED.
+CLIENT = "pull-ahead"
+
+
 @dataclass(eq=False)
 class _Image:
     registry: str
@@ -83,11 +90,13 @@ class PullAhead:
         blobs: BlobCache,
         *,
         per_image: int,
+        events: EventBus | None = None,
         remember: int = 8192,
         window: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._blobs = blobs
+        self._events = events
         self.per_image = per_image
         self._remember = remember  # (registry, repository, blob) keys kept, oldest forgotten first
         self._window = window  # seconds after the manifest was served that a blob request counts
@@ -135,10 +144,11 @@ class PullAhead:
     async def _fill(self, image: _Image, blobs: list[Blob], fetch_for: Callable[[str], FetchBlob]) -> None:
         slots = asyncio.Semaphore(self.per_image)
 
-        async def one(blob: Blob) -> bool:
+        async def one(blob: Blob) -> int:
             async with slots:
+                started = time.monotonic()
                 try:
-                    return await self._blobs.warm(
+                    size = await self._blobs.warm(
                         image.registry,
                         image.repository,
                         blob.digest,
@@ -148,15 +158,18 @@ class PullAhead:
                 except (ApplianceError, OSError) as exc:
                     # The client's own request for it will meet (and report) the same trouble.
                     log.info("pull-ahead of %s %s stopped: %s", image.registry, blob.digest, exc)
-                    return False
+                    return 0
                 except Exception as exc:  # whatever else a fetch raised: the others go on
                     log.info(
                         "pull-ahead of %s %s stopped: %s", image.registry, blob.digest, type(exc).__name__
                     )
-                    return False
+                    return 0
+                if size and self._events is not None:
+                    self._events.publish(_fetched_event(image, blob.digest, size, time.monotonic() - started))
+                return size
 
         stored = await asyncio.gather(*(one(blob) for blob in blobs))
-        count = sum(stored)
+        count = sum(1 for size in stored if size)
         self.fetched += count
         if count:
             log.info(
@@ -179,3 +192,19 @@ class PullAhead:
 
     async def close(self) -> None:
         await self._tasks.cancel_all()
+
+
+def _fetched_event(image: _Image, digest: str, size: int, duration: float) -> Event:
+    return Event(
+        time=time.time(),
+        client=CLIENT,
+        registry=image.registry,
+        repository=image.repository,
+        kind=RequestKind.BLOB,
+        reference=digest,
+        status=CacheStatus.MISS,
+        bytes=size,
+        duration=duration,
+        upstream_status=200,
+        message=f"fetched ahead of the client (manifest {image.manifest})",
+    )

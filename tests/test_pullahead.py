@@ -12,6 +12,7 @@ import pytest
 from appliance import oci
 from appliance.cache import BlobCache, FetchBlob
 from appliance.errors import UpstreamError
+from appliance.events import CacheStatus, Event, EventBus, RequestKind
 from appliance.pullahead import Blob, PullAhead, blobs_of
 from tests.cache.helpers import REG, REPO, Upstream, payload, read_all, sha256
 
@@ -106,7 +107,10 @@ async def cache(tmp_path: Path) -> AsyncIterator[BlobCache]:
 
 async def test_a_blob_request_fills_the_other_blobs_of_the_manifest_once_each(cache: BlobCache) -> None:
     lab = _Lab(cache, [payload(1000 + i, i) for i in range(6)])
-    ahead = PullAhead(cache, per_image=2)
+    bus = EventBus()
+    seen: list[Event] = []
+    bus.add_listener(seen.append)
+    ahead = PullAhead(cache, per_image=2, events=bus)
     ahead.note_manifest(REG, REPO, "sha256:m", lab.body, oci.OCI_MANIFEST)
     first = list(lab.data)[1]  # the first layer (blob 0 is the config)
     ahead.on_blob(REG, REPO, first, lab.fetch_for)
@@ -115,6 +119,12 @@ async def test_a_blob_request_fills_the_other_blobs_of_the_manifest_once_each(ca
     assert lab.fetches() == {d: (0 if d == first else 1) for d in lab.data}
     assert ahead.fetched == 5
     assert 1 <= lab.most_running <= 2  # per_image at a time
+    # Each blob fetched ahead is an event of its own: upstream traffic, under the pull-ahead's name.
+    assert sorted(e.reference for e in seen) == sorted(d for d in lab.data if d != first)
+    assert {(e.client, e.status, e.kind) for e in seen} == {
+        ("pull-ahead", CacheStatus.MISS, RequestKind.BLOB)
+    }
+    assert all(e.bytes == len(lab.data[e.reference]) for e in seen)
     for digest, data in lab.data.items():
         if digest == first:
             continue

@@ -195,8 +195,8 @@ class BlobCache:
         fetch: FetchBlob,
         *,
         expected_size: int | None = None,
-    ) -> bool:
-        """Have the blob cached without reading it: True when this call fetched and stored it.
+    ) -> int:
+        """Have the blob cached without reading it: the bytes this call fetched and stored (or 0).
 
         A HIT costs nothing; a fill in flight is waited for; otherwise a fill starts and is waited
         for.  When the cache would not store the blob (BYPASS) nothing is downloaded.  A fetch
@@ -206,12 +206,12 @@ class BlobCache:
         hit = await self._open_key(key)
         if hit is not None:
             await hit.close()
-            return False
+            return 0
         fill, starter, mode = await self._join_or_start(key, repository, fetch, expected_size)
         if mode is FillMode.BYPASS:
             if starter and fill.bypass_source is not None:
                 await fill.bypass_source.close()  # handed to us: nobody will read it
-            return False
+            return 0
         while not fill.finished:
             changed = fill.changed
             if fill.finished:
@@ -219,7 +219,7 @@ class BlobCache:
             await changed.wait()
         if fill.error is not None and not fill.committed:
             raise fill.error
-        return starter and fill.committed
+        return fill.written if starter and fill.committed else 0
 
     async def _join_or_start(
         self, key: BlobKey, repository: str, fetch: FetchBlob, expected_size: int | None

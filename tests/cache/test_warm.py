@@ -11,18 +11,20 @@ from tests.cache.conftest import CacheFactory
 from tests.cache.helpers import REG, REPO, Upstream, payload, read_all, sha256
 
 
-async def test_warm_fetches_and_stores_a_missing_blob_once(make_cache: CacheFactory) -> None:
+async def test_warm_fetches_and_stores_a_missing_blob_once_and_says_how_many_bytes(
+    make_cache: CacheFactory,
+) -> None:
     cache = await make_cache()
     data = payload(300_000, 1)
     up = Upstream(data)
-    assert await cache.warm(REG, REPO, sha256(data), up.fetch, expected_size=len(data)) is True
+    assert await cache.warm(REG, REPO, sha256(data), up.fetch, expected_size=len(data)) == len(data)
     assert up.fetches == 1
     hit = await cache.open(REG, sha256(data))
     assert hit is not None
     assert await read_all(hit.chunks()) == data
     await hit.close()
     # Cached now: a second warm costs nothing upstream.
-    assert await cache.warm(REG, REPO, sha256(data), up.fetch) is False
+    assert await cache.warm(REG, REPO, sha256(data), up.fetch) == 0
     assert up.fetches == 1
 
 
@@ -38,7 +40,7 @@ async def test_warm_joins_a_fill_in_flight_instead_of_fetching_again(make_cache:
     gate.set()
     assert await read_all(reader.chunks()) == data
     await reader.close()
-    assert await asyncio.wait_for(warming, 5) is False  # stored, but by the client's fill
+    assert await asyncio.wait_for(warming, 5) == 0  # stored, but by the client's fill
     assert up.fetches == 1
 
 
@@ -48,7 +50,7 @@ async def test_warm_downloads_nothing_when_the_cache_would_not_store_the_blob(
     cache = await make_cache(max_size=100_000)
     data = payload(300_000, 3)
     up = Upstream(data)
-    assert await cache.warm(REG, REPO, sha256(data), up.fetch, expected_size=len(data)) is False
+    assert await cache.warm(REG, REPO, sha256(data), up.fetch, expected_size=len(data)) == 0
     assert up.fetches == 1 and up.sent == 0  # the answer's headers were seen, its body never read
     assert up.closed == 1
     assert await cache.open(REG, sha256(data)) is None

@@ -37,6 +37,7 @@ def _blob_rows(table: EventTable, image: ImageInfo, *statuses: str) -> list[str]
         r.reference
         for r in table.shown_records()
         if r.repository == image.repository
+        and r.client != "pull-ahead"  # the appliance's own fetches ahead of the client
         and r.kind is p.EventKind.BLOB
         and r.method == "GET"
         and r.status in statuses
