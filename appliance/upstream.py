@@ -65,6 +65,10 @@ class UpstreamClient:
         self._auth.reconfigure(config)
         self._transport.reconfigure(config)
 
+    async def prepare(self, registry: RegistryConfig) -> None:
+        """Build the TLS context ``registry`` needs now, instead of in its first request."""
+        await self._transport.ssl_for(registry)
+
     def rate_limit(self, registry: RegistryConfig) -> RateLimitState | None:
         return self._rate.get(registry.host)
 
