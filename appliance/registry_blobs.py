@@ -18,7 +18,7 @@ from appliance.oci import Route
 from appliance.pullahead import PullAhead
 from appliance.registry_upstream import GatedUpstream
 from appliance.responses import CHUNK, PreparedFileResponse, answer_error
-from appliance.streaming import parse_range, read_ahead, stream_chunk_size
+from appliance.streaming import fill_chunk_size, parse_range, read_ahead, stream_chunk_size
 
 
 class BlobService:
@@ -90,7 +90,7 @@ class BlobService:
             length = answer.headers.get("Content-Length")
             return BlobSource(
                 size=int(length) if length and length.isdigit() else None,
-                chunks=answer.chunks(CHUNK),
+                chunks=answer.chunks(fill_chunk_size(self.blobs.fills.running)),
                 close=answer.release,
             )
 

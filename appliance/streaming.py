@@ -17,6 +17,11 @@ from appliance.errors import ErrorCode, RegistryError
 STREAM_BUDGET = 16 * 1024 * 1024
 MIN_STREAM_CHUNK = 32 * 1024
 MAX_STREAM_CHUNK = 1024 * 1024
+# Upstream bytes held per fill: the read being received, the chunk being written, and the one before
+# it that readers may still take from memory.
+FILL_BUDGET = 24 * 1024 * 1024
+MIN_FILL_CHUNK = 256 * 1024
+MAX_FILL_CHUNK = 1024 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -58,6 +63,18 @@ def stream_chunk_size(streams: int) -> int:
     """The read size for a blob stream when ``streams`` are running (this one included)."""
     share = STREAM_BUDGET // (3 * max(1, streams))
     return max(MIN_STREAM_CHUNK, min(MAX_STREAM_CHUNK, share))
+
+
+def fill_chunk_size(fills: int) -> int:
+    """The most one upstream body read may return for a fill when ``fills`` are running.
+
+    Larger than what the TLS layer hands over at once (256 KiB): with 256 KiB reads, aiohttp split
+    about half of its deliveries in two, and every chunk costs a thread hop and a wake-up (measured
+    for a cold 256 MiB pull: 1536 chunks against 702, and 1.31x against 1.14x a direct pull).  With
+    many fills at once it falls back to 256 KiB, so their buffers together stay within FILL_BUDGET.
+    """
+    share = FILL_BUDGET // (3 * max(1, fills))
+    return max(MIN_FILL_CHUNK, min(MAX_FILL_CHUNK, share))
 
 
 async def read_ahead(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

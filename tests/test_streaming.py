@@ -6,7 +6,17 @@ from collections.abc import AsyncIterator
 import pytest
 
 from appliance.errors import RegistryError
-from appliance.streaming import MAX_STREAM_CHUNK, MIN_STREAM_CHUNK, parse_range, read_ahead, stream_chunk_size
+from appliance.streaming import (
+    FILL_BUDGET,
+    MAX_FILL_CHUNK,
+    MAX_STREAM_CHUNK,
+    MIN_FILL_CHUNK,
+    MIN_STREAM_CHUNK,
+    fill_chunk_size,
+    parse_range,
+    read_ahead,
+    stream_chunk_size,
+)
 
 
 @pytest.mark.parametrize(
@@ -38,6 +48,15 @@ def test_read_size_shrinks_with_more_streams_within_bounds() -> None:
     sizes = [stream_chunk_size(n) for n in (1, 2, 8, 50, 500)]
     assert sizes[0] == MAX_STREAM_CHUNK and sizes[-1] == MIN_STREAM_CHUNK
     assert sizes == sorted(sizes, reverse=True)
+
+
+def test_fill_reads_are_large_for_a_few_fills_and_fall_back_for_many() -> None:
+    sizes = [fill_chunk_size(n) for n in (0, 1, 8, 9, 30, 1000)]
+    assert sizes[:3] == [MAX_FILL_CHUNK] * 3
+    assert sizes[-1] == MIN_FILL_CHUNK
+    assert sizes == sorted(sizes, reverse=True)
+    # Together they stay within the budget once the floor is not reached.
+    assert all(3 * n * fill_chunk_size(n) <= FILL_BUDGET for n in (1, 4, 8, 9, 20))
 
 
 async def _numbers(count: int, log: list[str]) -> AsyncIterator[bytes]:

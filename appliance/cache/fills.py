@@ -184,6 +184,11 @@ class FillManager:
         return [f.progress() for f in self._fills.values()]
 
     @property
+    def running(self) -> int:
+        """Fills in progress."""
+        return len(self._fills)
+
+    @property
     def reserved_keys(self) -> list[BlobKey]:
         return list(self._fills)
 
