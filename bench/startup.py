@@ -18,7 +18,8 @@ import urllib.request
 from pathlib import Path
 
 from appliance.cache import INDEX_FILE
-from appliance.cache.blobstore import BlobKey, FileBlobStore, Kind
+from appliance.cache.blobstore import BlobKey, Kind
+from appliance.cache.filestore import FileBlobStore
 from appliance.cache.index import CacheIndex
 from bench.harness import Context, Metric, Target, median, rotations
 from bench.peers import appliance_for

@@ -14,8 +14,9 @@ Design, in the order a request meets it:
   the temp object goes and every reader gets the IntegrityError/UpstreamError.  A reader reading to
   the end gets its last chunk only after that verdict, so no client ever completes a bad blob.
 * ``BlobStore`` (blobstore.py) holds the bytes behind a small interface (temp object, commit,
-  read at offset, delete, scan) with a filesystem implementation; an S3-compatible store with
-  replicas can implement the same interface later, still spooling fills to a local temp file.
+  read at offset, delete, scan); ``FileBlobStore`` (filestore.py) is the filesystem one, and an
+  S3-compatible store with replicas can implement the same interface later, still spooling fills
+  to a local temp file.
 * ``CacheIndex`` (index.py) is the metadata: an SQLite file in WAL mode, used from one dedicated
   thread, never loaded whole.  Rows carry a state (pending/ready/deleting) written around every
   rename and unlink, so start-up repairs a crash by looking at those few rows only.
@@ -32,8 +33,9 @@ referenced each digest, for purge by image and for pinning.
 """
 
 from appliance.cache.blobs import INDEX_FILE, BlobCache, CacheUsage
-from appliance.cache.blobstore import BlobKey, BlobStore, FileBlobStore, Kind
+from appliance.cache.blobstore import BlobKey, BlobStore, Kind
 from appliance.cache.eviction import Evictor, Leases
+from appliance.cache.filestore import FileBlobStore
 from appliance.cache.fills import FillProgress
 from appliance.cache.index import CacheIndex
 from appliance.cache.index_records import RegistryUsage, RepositoryListing, TagRecord

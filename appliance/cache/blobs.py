@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.cache.blobstore import BlobKey, BlobStore, FileBlobStore, Kind
+from appliance.cache.blobstore import BlobKey, BlobStore, Kind
 from appliance.cache.eviction import Evictor, Leases
+from appliance.cache.filestore import FileBlobStore
 from appliance.cache.fills import Fill, FillManager, FillMode, FillProgress
 from appliance.cache.index import CacheIndex
 from appliance.cache.index_records import EntryState, RegistryUsage, RepositoryListing

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from appliance.cache import BlobCache, BlobKey, BlobSource, Kind
-from appliance.cache.blobstore import FileBlobStore, TempBlob
+from appliance.cache.blobstore import TempBlob
+from appliance.cache.filestore import FileBlobStore
 from appliance.cache.fills import FillMode
 from appliance.cache.index import CacheIndex
 from appliance.errors import UpstreamError
