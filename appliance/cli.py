@@ -168,12 +168,12 @@ def _run(args: argparse.Namespace) -> int:
         log_format=args.log_format,
     )
     config = _load(args, overrides)
-    from appliance import engine
+    from appliance import runner
     from appliance.control_edits import ConfigSource
 
     # A hot reload rebuilds the configuration from the same file, environment and flags.
     source = ConfigSource(overrides=overrides, environ=os.environ, config_path=args.config)
-    result: int = engine.run(config, source)
+    result: int = runner.run(config, source)
     return result
 
 

@@ -1,4 +1,4 @@
-"""The composition root: builds every collaborator from a Config and runs the service.
+"""The composition root: builds every collaborator from a Config (``runner.py`` runs it).
 
 Nothing else creates long-lived objects; collaborators are passed in, never looked up.
 """
@@ -7,24 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.sslproto
-import contextlib
 import logging
-import signal
 import ssl
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from aiohttp import web
 
-from appliance import __version__, auth, memory, metrics, mirror, oci, tunnel, tunnel_policy
+from appliance import __version__, auth, metrics, mirror, oci, tunnel, tunnel_policy
 from appliance.accesslog import AccessLog
-from appliance.ca import CertificateAuthority, expiry_warning
+from appliance.ca import CertificateAuthority
 from appliance.cache import BlobCache, ManifestCache
 from appliance.cache.lock import CacheLock
 from appliance.config import Config, RegistryConfig, ResolveOverride, Scheme, normalize_host, split_host_port
 from appliance.control import ControlServer
-from appliance.control_edits import ConfigSource
 from appliance.errors import ApplianceError, ConfigError, ErrorCode, RegistryError, UpstreamError
 from appliance.events import EventBus, RequestKind
 from appliance.leaf_certs import LeafCertificates
@@ -39,7 +35,6 @@ from appliance.tasks import OwnedTasks
 from appliance.upstream import UpstreamClient
 
 log = logging.getLogger("appliance.engine")
-TLS_READ_BUFFER = 32 * 1024
 
 # Settings a hot reload cannot change: they are bound when the engine starts.
 RESTART_ONLY = (
@@ -147,20 +142,7 @@ class Engine:
                 raise ConfigError(str(config.tls_cert_file), f"cannot use it for tls_listen: {exc}") from None
             return context
         host = config.tls_listen[0] if config.tls_listen else "localhost"
-        default_name = "localhost" if host in ("", "*", "0.0.0.0", "::") else host
-        self.leafs.server_context(default_name)  # minted now, so a bad name fails at start
-        # A context of its own (the leaf contexts are shared with the MITM tunnels): each handshake
-        # switches to the leaf for the name the client asked for, or the listen address without SNI.
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-
-        def by_name(sslobj: ssl.SSLObject, name: str | None, _context: ssl.SSLContext) -> None:
-            try:
-                sslobj.context = self.leafs.server_context(name or default_name)
-            except ValueError:  # not a host name: the listen address's certificate
-                sslobj.context = self.leafs.server_context(default_name)
-
-        context.sni_callback = by_name
-        return context
+        return self.leafs.sni_server_context("localhost" if host in ("", "*", "0.0.0.0", "::") else host)
 
     async def close(self) -> None:
         await self._background.cancel_all()
@@ -358,67 +340,4 @@ def _base_url(request: web.BaseRequest) -> str:
     return f"http://{host}"
 
 
-async def serve(
-    config: Config, *, ready: asyncio.Event | None = None, source: ConfigSource | None = None
-) -> None:
-    """Run until SIGTERM/SIGINT.  ``source`` is how ``config`` was built (for hot reloads)."""
-    source = source or ConfigSource(config_path=config.config_path)
-    loop = asyncio.get_running_loop()
-    ca = await loop.run_in_executor(
-        None, CertificateAuthority.load_or_create, config.ca_cert_path, config.ca_key_path
-    )
-    warning = expiry_warning(ca)
-    if warning:
-        log.warning("%s", warning)
-    engine = Engine(config=config, ca=ca, events=EventBus(queue_size=config.event_queue))
-    await engine.start()
-    control = ControlServer(engine, source, config.control_socket, group=config.control_group)
-    try:
-        await control.start()
-    except BaseException:
-        await engine.close()
-        raise
-    engine.control = control
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    addresses = ", ".join(f"{h}:{p}" for h, p in engine.listen_addresses)
-    served = " ".join(r.host for r in config.registries)
-    log.info("registry-appliance %s listening on %s; intercepting %s", __version__, addresses, served)
-    log.info("CA %s (fingerprint %s)", config.ca_cert_path, ca.fingerprint_sha256)
-    if ready is not None:
-        ready.set()
-    try:
-        await stop.wait()
-    finally:
-        log.info("shutting down")
-        await control.close()
-        await engine.close()
-
-
-def run(config: Config, source: ConfigSource | None = None) -> int:
-    """Entry point of ``appliance run``: returns the process exit status."""
-    # asyncio gives every TLS connection a 256 KiB receive buffer, zero-filled up front; skopeo opens
-    # a tunnel per request, so a herd of clients costs hundreds of them. Registry clients send
-    # small requests (pushes stream through in more, smaller reads), so 32 KiB loses nothing.
-    asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
-    memory.tune_malloc()
-    logging.basicConfig(
-        level=logging.DEBUG if config.debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for directory in (config.cache_dir, config.ca_dir, config.control_socket.parent):
-        Path(directory).mkdir(parents=True, exist_ok=True)
-    try:
-        asyncio.run(serve(config, source=source))
-    except ApplianceError as exc:
-        log.error("%s", exc)
-        return 2
-    except OSError as exc:
-        log.error("cannot start: %s", exc)
-        return 1
-    return 0
-
-
-__all__ = ["ConnectRefused", "Engine", "oci", "run", "serve"]
+__all__ = ["ConnectRefused", "Engine", "oci"]

@@ -124,6 +124,25 @@ class LeafCertificates:
             leaf = self._leaves.get(normalize_leaf_host(host))
         return leaf.certificate if leaf is not None else None
 
+    def sni_server_context(self, default_name: str) -> ssl.SSLContext:
+        """A server context that presents, per handshake, the leaf for the name the client asked.
+
+        A context of its own (the leaf contexts are shared with the MITM tunnels); a client that
+        sends no name, or one that is not a host name, gets the leaf for ``default_name``, which
+        is minted now so that a bad name fails at start.
+        """
+        self.server_context(default_name)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+
+        def by_name(sslobj: ssl.SSLObject, name: str | None, _context: ssl.SSLContext) -> None:
+            try:
+                sslobj.context = self.server_context(name or default_name)
+            except ValueError:  # not a host name: the listen address's certificate
+                sslobj.context = self.server_context(default_name)
+
+        context.sni_callback = by_name
+        return context
+
     def _cached(self, name: str) -> ssl.SSLContext | None:
         with self._lock:
             leaf = self._leaves.get(name)

@@ -16,7 +16,7 @@ CHALLENGE_BODY_LIMIT = 64 * 1024
 
 
 # TLS receive buffer for an upstream connection that streams a body.  The engine keeps asyncio's
-# default small (engine.TLS_READ_BUFFER) because it holds one per client connection; the few
+# default small (runner.TLS_READ_BUFFER) because it holds one per client connection; the few
 # upstream connections that carry layers read in large steps instead: with 32 KiB reads a cold
 # 256 MiB pull spent ~25 % more CPU in the appliance (1.36 vs 1.08 s) and ran 1.45x a direct pull
 # instead of 1.22x.
