@@ -117,6 +117,11 @@ def pick_challenge(challenges: Iterable[Challenge]) -> Challenge | None:
     return None
 
 
+def challenge_from(header_values: Iterable[str]) -> Challenge | None:
+    """The answerable challenge among a response's ``WWW-Authenticate`` header values, if any."""
+    return pick_challenge(parse_www_authenticate(", ".join(header_values)))
+
+
 def repository_scope(repository: str, actions: Iterable[str]) -> str:
     """``repository:<name>:<action,action>`` as the token server expects it."""
     return f"repository:{repository}:{','.join(actions)}"

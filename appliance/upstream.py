@@ -121,9 +121,7 @@ class UpstreamClient:
         response = await self._transport.send(registry, method, url, forward, authorization, body, ssl_param)
 
         if response.status == 401:
-            challenge = auth.pick_challenge(
-                auth.parse_www_authenticate(", ".join(response.headers.getall("WWW-Authenticate", ())))
-            )
+            challenge = auth.challenge_from(response.headers.getall("WWW-Authenticate", ()))
             if challenge is not None and body is not None:
                 # A streamed body cannot be sent twice: the client sees this 401 and retries, and a
                 # refused token must not be offered again then.

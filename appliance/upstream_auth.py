@@ -79,9 +79,7 @@ class UpstreamAuth:
             try:
                 if probe.status != 401:
                     return None
-                challenge = auth.pick_challenge(
-                    auth.parse_www_authenticate(", ".join(probe.headers.getall("WWW-Authenticate", ())))
-                )
+                challenge = auth.challenge_from(probe.headers.getall("WWW-Authenticate", ()))
             finally:
                 probe.release()
             if challenge is None:

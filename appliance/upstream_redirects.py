@@ -90,9 +90,7 @@ class Redirects:
         """A redirect landed on another registry that wants a bearer token (registry.k8s.io sends
         every request on to an Artifact Registry host): fetch one anonymously from that host's own
         realm - never with our credentials - and ask once more. Anything else goes back as it came."""
-        challenge = auth.pick_challenge(
-            auth.parse_www_authenticate(", ".join(response.headers.getall("WWW-Authenticate", ())))
-        )
+        challenge = auth.challenge_from(response.headers.getall("WWW-Authenticate", ()))
         if challenge is None or challenge.scheme != ChallengeScheme.BEARER:
             return response
         host = url.host or ""

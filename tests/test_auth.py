@@ -13,6 +13,7 @@ from appliance.auth import (
     TokenCache,
     TokenError,
     basic_authorization,
+    challenge_from,
     choose_credential,
     parse_token_response,
     parse_www_authenticate,
@@ -187,3 +188,13 @@ def test_token_cache_expires_and_stays_bounded():
     cache.put(c, Token("tc", 100.0))
     assert cache.get(b, 0.0) is None
     assert cache.get(a, 0.0) is not None and cache.get(c, 0.0) is not None
+
+
+def test_challenge_from_reads_every_www_authenticate_value_and_prefers_bearer() -> None:
+    values = ['Basic realm="lab"', 'Bearer realm="https://auth.example.com/token",service="registry"']
+    challenge = challenge_from(values)
+    assert challenge is not None and challenge.realm == "https://auth.example.com/token"
+    basic = challenge_from(['Basic realm="lab"'])
+    assert basic is not None and basic.scheme == "basic"
+    assert challenge_from([]) is None
+    assert challenge_from(["Negotiate abc"]) is None
