@@ -22,9 +22,12 @@ without secrets).
 from __future__ import annotations
 
 import math
+import ssl
 import time
 from collections.abc import AsyncIterable, Callable, Mapping
 
+import aiohttp
+from multidict import CIMultiDict
 from yarl import URL
 
 from appliance import auth
@@ -98,50 +101,17 @@ class UpstreamClient:
         ssl_param = await self._transport.ssl_for(registry)
 
         if client_authorization is not None and client_authorization.strip():
+            authorization: str | None = client_authorization
             response = await self._transport.send(
-                registry, method, url, forward, client_authorization, body, ssl_param
+                registry, method, url, forward, authorization, body, ssl_param
             )
-            return await self._redirects.follow(
-                registry,
-                method,
-                url,
-                response,
-                forward,
-                client_authorization,
-                ssl_param,
-                follow_redirects=follow_redirects,
-                body_sent=body is not None,
+        else:
+            sent = await self._send_with_our_credentials(
+                registry, method, url, forward, body, repository, actions, ssl_param
             )
-
-        credential = auth.choose_credential(self._config.credentials, registry, repository)
-        scope = auth.repository_scope(repository, actions) if repository else None
-        authorization = self._auth.known_authorization(registry, credential, scope)
-        if authorization is None and body is not None:
-            authorization = await self._auth.authorize_before_body(registry, credential, scope, ssl_param)
-        response = await self._transport.send(registry, method, url, forward, authorization, body, ssl_param)
-
-        if response.status == 401:
-            challenge = auth.challenge_from(response.headers.getall("WWW-Authenticate", ()))
-            if challenge is not None and body is not None:
-                # A streamed body cannot be sent twice: the client sees this 401 and retries, and a
-                # refused token must not be offered again then.
-                if authorization is not None and authorization.startswith("Bearer "):
-                    self._auth.forget_token(registry, challenge, credential, scope, authorization)
-            elif challenge is not None:
-                self._auth.remember_challenge(registry, challenge)
-                refused = await buffered(registry.host, response, self._transport.scrub)
-                if authorization is not None and authorization.startswith("Bearer "):
-                    self._auth.forget_token(registry, challenge, credential, scope, authorization)
-                retry = await self._auth.authorize(registry, challenge, credential, scope, ssl_param)
-                if retry is None or retry == authorization:
-                    return refused  # the challenge goes back unchanged: a client's own login works
-                response = await self._transport.send(registry, method, url, forward, retry, None, ssl_param)
-                if response.status in (401, 403):
-                    # Our credentials (or none) do not cover this: the client gets the challenge it
-                    # would have got asking directly, so its own login takes over.
-                    response.release()
-                    return refused
-                authorization = retry
+            if isinstance(sent, UpstreamResponse):
+                return sent
+            response, authorization = sent
         return await self._redirects.follow(
             registry,
             method,
@@ -153,3 +123,50 @@ class UpstreamClient:
             follow_redirects=follow_redirects,
             body_sent=body is not None,
         )
+
+    async def _send_with_our_credentials(
+        self,
+        registry: RegistryConfig,
+        method: str,
+        url: URL,
+        forward: CIMultiDict[str],
+        body: AsyncIterable[bytes] | None,
+        repository: str | None,
+        actions: tuple[str, ...],
+        ssl_param: ssl.SSLContext | bool,
+    ) -> tuple[aiohttp.ClientResponse, str | None] | UpstreamResponse:
+        """Send with the engine's own credentials, answering a challenge once.
+
+        Returns the response and the Authorization it went out with, or, when our credentials (or
+        none) do not cover the request, the registry's refusal as it came, for the client's own login.
+        """
+        credential = auth.choose_credential(self._config.credentials, registry, repository)
+        scope = auth.repository_scope(repository, actions) if repository else None
+        authorization = self._auth.known_authorization(registry, credential, scope)
+        if authorization is None and body is not None:
+            authorization = await self._auth.authorize_before_body(registry, credential, scope, ssl_param)
+        response = await self._transport.send(registry, method, url, forward, authorization, body, ssl_param)
+        if response.status != 401:
+            return response, authorization
+        challenge = auth.challenge_from(response.headers.getall("WWW-Authenticate", ()))
+        if challenge is not None and body is not None:
+            # A streamed body cannot be sent twice: the client sees this 401 and retries, and a
+            # refused token must not be offered again then.
+            if authorization is not None and authorization.startswith("Bearer "):
+                self._auth.forget_token(registry, challenge, credential, scope, authorization)
+        elif challenge is not None:
+            self._auth.remember_challenge(registry, challenge)
+            refused = await buffered(registry.host, response, self._transport.scrub)
+            if authorization is not None and authorization.startswith("Bearer "):
+                self._auth.forget_token(registry, challenge, credential, scope, authorization)
+            retry = await self._auth.authorize(registry, challenge, credential, scope, ssl_param)
+            if retry is None or retry == authorization:
+                return refused  # the challenge goes back unchanged: a client's own login works
+            response = await self._transport.send(registry, method, url, forward, retry, None, ssl_param)
+            if response.status in (401, 403):
+                # Our credentials (or none) do not cover this: the client gets the challenge it
+                # would have got asking directly, so its own login takes over.
+                response.release()
+                return refused
+            authorization = retry
+        return response, authorization
