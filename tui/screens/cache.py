@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Footer
 from appliance import protocol as p
 from appliance.control_client import ControlClient, ControlError, EngineUnavailable
 from tui import format as fmt
+from tui.calls import call_engine
 from tui.connection import NotConnected
 from tui.screens.confirm import ConfirmScreen
 from tui.state import holder
@@ -142,13 +143,8 @@ class CacheScreen(Screen[None]):
 
     @work(group="cache-action")
     async def _run(self, call: Callable[[ControlClient], Awaitable[Any]], done: Callable[[Any], str]) -> None:
-        try:
-            result = await call(holder(self).link.client)
-        except ControlError as exc:
-            self.notify(str(exc), title="refused", severity="error", timeout=8)
-            return
-        except (EngineUnavailable, NotConnected) as exc:
-            self.notify(str(exc), severity="error")
+        result = await call_engine(self, call)
+        if result is None:
             return
         self.notify(done(result))
         self.action_reload()

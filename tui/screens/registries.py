@@ -20,9 +20,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from appliance import protocol as p
-from appliance.control_client import ControlClient, ControlError, EngineUnavailable
+from appliance.control_client import ControlClient
 from tui import format as fmt
-from tui.connection import NotConnected
+from tui.calls import call_engine
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.forms import CredentialForm, RegistryForm
 from tui.state import holder
@@ -200,13 +200,8 @@ class RegistriesScreen(Screen[None]):
 
     @work(group="editor")
     async def _run(self, call: Callable[[ControlClient], Awaitable[p.ConfigChange]], done: str) -> None:
-        try:
-            change = await call(holder(self).link.client)
-        except ControlError as exc:
-            self.notify(str(exc), title="refused", severity="error", timeout=8)
-            return
-        except (EngineUnavailable, NotConnected) as exc:
-            self.notify(str(exc), severity="error")
+        change = await call_engine(self, call)
+        if change is None:
             return
         report(self, change, done)
         refresh_config(self)
