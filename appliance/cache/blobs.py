@@ -213,11 +213,8 @@ class BlobCache:
             if starter and fill.bypass_source is not None:
                 await fill.bypass_source.close()  # handed to us: nobody will read it
             return 0
-        while not fill.finished:
-            changed = fill.changed
-            if fill.finished:
-                break
-            await changed.wait()
+        while not fill.finished:  # checked and waited on with no await between: no wake-up is lost
+            await fill.changed.wait()
         if fill.error is not None and not fill.committed:
             raise fill.error
         return fill.written if starter and fill.committed else 0
