@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance import oci
+from appliance import oci, pullahead
 from appliance.cache import BlobCache, FetchBlob
 from appliance.errors import UpstreamError
 from appliance.events import CacheStatus, Event, EventBus, RequestKind
@@ -186,12 +186,32 @@ async def test_one_failing_blob_does_not_stop_the_others(cache: BlobCache) -> No
         await hit.close()
 
 
-async def test_the_memory_of_manifests_is_bounded(cache: BlobCache) -> None:
+async def test_the_memory_of_manifests_is_bounded(cache: BlobCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pullahead, "_PARSED_KEPT", 5)
     ahead = PullAhead(cache, per_image=4, remember=10)
     for i in range(20):
         lab = _Lab(cache, [payload(10, 100 + i), payload(10, 200 + i)])
         ahead.note_manifest(REG, REPO, f"sha256:m{i}", lab.body, oci.OCI_MANIFEST)
     assert len(ahead._images) == 10  # the most recent layers only
+    assert len(ahead._parsed) == 5  # and the most recent parsed manifests
+
+
+async def test_a_manifest_served_again_starts_a_new_pull_ahead_after_the_first_ended(
+    cache: BlobCache,
+) -> None:
+    lab = _Lab(cache, [payload(1000 + i, 40 + i) for i in range(3)])
+    ahead = PullAhead(cache, per_image=2)
+    layer = list(lab.data)[1]
+    ahead.note_manifest(REG, REPO, "sha256:m", lab.body, oci.OCI_MANIFEST)
+    ahead.on_blob(REG, REPO, layer, lab.fetch_for)
+    await ahead.wait_idle()
+    assert ahead.fetched == 2
+    await cache.purge(registry=REG)  # gone from the cache: a new pull of the same image starts cold
+    ahead.note_manifest(REG, REPO, "sha256:m", lab.body, oci.OCI_MANIFEST)  # parsed once, not twice
+    ahead.on_blob(REG, REPO, layer, lab.fetch_for)
+    await ahead.wait_idle()
+    assert ahead.fetched == 4
+    assert lab.fetches() == {d: (0 if d == layer else 2) for d in lab.data}
 
 
 async def test_close_cancels_a_pull_ahead_in_progress(cache: BlobCache) -> None:
