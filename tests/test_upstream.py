@@ -21,10 +21,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from appliance.config import (
     Config,
@@ -37,6 +34,7 @@ from appliance.config import (
 )
 from appliance.errors import UpstreamError
 from appliance.upstream import UpstreamClient
+from tests.fixtures.pki import issue_server_cert, make_ca, pem
 
 PASSWORD = "s3cr3t-Pa55word!"
 PROXY_PASSWORD = "proxy-Pa55-xyzzy"
@@ -53,66 +51,14 @@ def assert_no_secret(text: str) -> None:
 # -- certificates ---------------------------------------------------------------------------------
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def make_ca(directory: Path) -> tuple[Path, ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("test CA"))
-        .issuer_name(_name("test CA"))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    path = directory / "ca.crt"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return path, key, cert
-
-
-def make_server_context(
-    directory: Path, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, names: tuple[str, ...]
-) -> ssl.SSLContext:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(names[0]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+def make_server_context(directory: Path, names: tuple[str, ...]) -> tuple[Path, ssl.SSLContext]:
+    """The test CA's file, and a server context with one certificate for all of ``names``."""
+    ca_key, ca_cert = make_ca()
+    ca_file = directory / "ca.crt"
+    ca_file.write_bytes(pem(ca_cert))
+    key, cert = issue_server_cert(ca_key, ca_cert, names[0], also=names[1:])
     cert_path, key_path = directory / "leaf.crt", directory / "leaf.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(pem(cert))
     key_path.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -120,7 +66,7 @@ def make_server_context(
     )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_path, key_path)
-    return context
+    return ca_file, context
 
 
 # -- the loopback world ---------------------------------------------------------------------------
@@ -275,8 +221,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    ca_file, ca_key, ca_cert = make_ca(tmp_path)
-    context = make_server_context(tmp_path, ca_key, ca_cert, NAMES)
+    ca_file, context = make_server_context(tmp_path, NAMES)
     state = World(ca_file=ca_file)
     context.sni_callback = lambda _sock, name, _ctx: state.sni.append(name)  # type: ignore[assignment,misc]
     app = web.Application()
