@@ -8,10 +8,12 @@ contexts, lazy imports); it is measured separately, as a reported figure without
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
+from collections.abc import Callable
 
-from bench.harness import Context, Metric, Target, median, rotations
+from bench.harness import Context, Metric, Target, interleave, median
 from bench.peers import appliance_for, restart_empty
 from bench.pulls import timed_pull
 from bench.warm_pull import images
@@ -19,7 +21,6 @@ from tests.fixtures.appliance import Appliance
 from tests.fixtures.process import FixtureError
 
 NAME = "cold_pull"
-PEERS = ("appliance", "restarted", "direct")
 
 
 def purge(appliance: Appliance) -> None:
@@ -52,27 +53,25 @@ def run(ctx: Context) -> list[Metric]:
     appliance.start()
     try:
         trust = appliance.cert_dir()
+
+        def through_appliance(empty: Callable[[Appliance], None], reference: str) -> float:
+            """Empty the cache (purge, or restart with it wiped), then time one pull through it."""
+            empty(appliance)
+            return timed_pull(reference, scratch, cert_dir=trust, https_proxy=appliance.url)
+
         for kind, layers in images(ctx).items():
             image = lab.image(kind, layers)
-            times: dict[str, list[float]] = {peer: [] for peer in PEERS}
-            for order in rotations(list(PEERS), ctx.profile.cold_runs):
-                for peer in order:
-                    if peer == "direct":
-                        seconds = timed_pull(
-                            image.reference(upstream.host_port), scratch, cert_dir=lab.pki.cert_dir
-                        )
-                    else:
-                        if peer == "restarted":
-                            restart_empty(appliance)
-                        else:
-                            purge(appliance)
-                        seconds = timed_pull(
-                            image.reference(upstream.name_port),
-                            scratch,
-                            cert_dir=trust,
-                            https_proxy=appliance.url,
-                        )
-                    times[peer].append(seconds)
+            cold = image.reference(upstream.name_port)
+            times = interleave(
+                {
+                    "appliance": functools.partial(through_appliance, purge, cold),
+                    "restarted": functools.partial(through_appliance, restart_empty, cold),
+                    "direct": functools.partial(
+                        timed_pull, image.reference(upstream.host_port), scratch, cert_dir=lab.pki.cert_dir
+                    ),
+                },
+                ctx.profile.cold_runs,
+            )
             med = {peer: median(values) for peer, values in times.items()}
             ctx.log(f"  cold {kind}: " + ", ".join(f"{p} {t:.3f}s" for p, t in med.items()))
             detail = {"image_bytes": image.total_size, "seconds": times, "median": med}

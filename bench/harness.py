@@ -14,7 +14,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,6 +164,15 @@ def median(values: Sequence[float]) -> float:
 def rotations(peers: Sequence[str], runs: int) -> list[list[str]]:
     """Interleaved run order: every run visits each peer, starting one further each time."""
     return [[peers[(i + j) % len(peers)] for j in range(len(peers))] for i in range(runs)]
+
+
+def interleave(peers: Mapping[str, Callable[[], float]], runs: int) -> dict[str, list[float]]:
+    """Each peer's measurements over ``runs`` interleaved rounds (see ``rotations``)."""
+    times: dict[str, list[float]] = {peer: [] for peer in peers}
+    for order in rotations(list(peers), runs):
+        for peer in order:
+            times[peer].append(peers[peer]())
+    return times
 
 
 class Stopwatch:

@@ -8,6 +8,7 @@ is fetched in mirror mode until it answers.  Compared with the same start on a o
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import sqlite3
@@ -21,7 +22,7 @@ from appliance.cache import INDEX_FILE
 from appliance.cache.blobstore import BlobKey, Kind
 from appliance.cache.filestore import FileBlobStore
 from appliance.cache.index import CacheIndex
-from bench.harness import Context, Metric, Target, median, rotations
+from bench.harness import Context, Metric, Target, interleave, median
 from bench.peers import appliance_for
 from tests.fixtures.appliance import APPLIANCE, ROOT, Appliance
 from tests.fixtures.process import FixtureError, clean_env
@@ -121,13 +122,13 @@ def run(ctx: Context) -> list[Metric]:
             populate_seconds = time.perf_counter() - started
         url = f"{appliance.url}/v2/{REPOSITORY}/blobs/{digest}?ns={upstream.name_port}"
         setups[label] = (appliance, url, data)
-    times: dict[str, list[float]] = {label: [] for label in setups}
     # One start each first: the CA is generated on the first start, which is not what is measured.
     for appliance, url, data in setups.values():
         time_to_first_hit(appliance, url, data)
-    for order in rotations(list(setups), max(ctx.profile.runs, 1)):
-        for label in order:
-            times[label].append(time_to_first_hit(*setups[label]))
+    times = interleave(
+        {label: functools.partial(time_to_first_hit, *setup) for label, setup in setups.items()},
+        max(ctx.profile.runs, 1),
+    )
     med = {label: median(values) for label, values in times.items()}
     ctx.log(
         f"  start-up to first hit: 1 entry {med['one']:.3f}s,"

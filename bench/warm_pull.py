@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bench.harness import Context, Metric, Target, median, rotations
+from bench.harness import Context, Metric, Target, interleave, median
 from bench.peers import DistributionCache, appliance_for
 from bench.pulls import timed_pull
 
@@ -45,10 +45,7 @@ def run(ctx: Context) -> list[Metric]:
             }
             pulls["appliance"]()
             pulls["distribution"]()
-            times: dict[str, list[float]] = {peer: [] for peer in pulls}
-            for order in rotations(list(pulls), ctx.profile.runs):
-                for peer in order:
-                    times[peer].append(pulls[peer]())
+            times = interleave(pulls, ctx.profile.runs)
             med = {peer: median(values) for peer, values in times.items()}
             ctx.log(f"  warm {kind}: " + ", ".join(f"{p} {t:.3f}s" for p, t in med.items()))
             detail = {"image_bytes": image.total_size, "layers": len(layers), "seconds": times, "median": med}
