@@ -78,18 +78,11 @@ class ManifestService:
                     client_authorization=draft.authorization,
                 )
             except UpstreamError as exc:
-                return self._stale(stored.body, stored.media_type, stored.digest, head, draft, exc.message)
+                return self._stale(stored, head, draft, exc.message)
             await check.release()
             draft.upstream_status = check.status
             if check.status == 429 or check.status >= 500:
-                return self._stale(
-                    stored.body,
-                    stored.media_type,
-                    stored.digest,
-                    head,
-                    draft,
-                    f"upstream answered {check.status}",
-                )
+                return self._stale(stored, head, draft, f"upstream answered {check.status}")
             if check.status == 200 and check.headers.get("Docker-Content-Digest") == record.digest:
                 await self.manifests.touch_tag(registry.host, route.repository, route.reference, klass)
                 draft.status = CacheStatus.REVALIDATED
@@ -124,21 +117,14 @@ class ManifestService:
             fallback = await self._any_stale(registry, route, accepted)
             if fallback is None:
                 raise
-            return self._stale(fallback.body, fallback.media_type, fallback.digest, False, draft, exc.message)
+            return self._stale(fallback, False, draft, exc.message)
         draft.upstream_status = answer.status
         if answer.status != 200:
             if answer.status == 429 or answer.status >= 500:
                 fallback = await self._any_stale(registry, route, accepted)
                 if fallback is not None:
                     await answer.release()
-                    return self._stale(
-                        fallback.body,
-                        fallback.media_type,
-                        fallback.digest,
-                        False,
-                        draft,
-                        f"upstream answered {answer.status}",
-                    )
+                    return self._stale(fallback, False, draft, f"upstream answered {answer.status}")
             raise await answer_error(answer)
         try:
             body = await answer.read(oci.MAX_MANIFEST_BYTES)
@@ -178,15 +164,13 @@ class ManifestService:
             return None
         return await self.manifests.get_by_digest(registry.host, record.digest)
 
-    def _stale(
-        self, body: bytes, media_type: str, digest: str, head: bool, draft: EventDraft, why: str
-    ) -> web.StreamResponse:
+    def _stale(self, stored: StoredManifest, head: bool, draft: EventDraft, why: str) -> web.StreamResponse:
         draft.status = CacheStatus.STALE
         draft.message = f"serving the cached manifest: {why}"
         log.warning(
             "%s %s:%s %s", draft.registry, draft.route.repository, draft.route.reference, draft.message
         )
-        return self._reply(body, media_type, digest, head, draft)
+        return self._reply(stored.body, stored.media_type, stored.digest, head, draft)
 
     def _tag_ttl(self, registry: RegistryConfig, tag: str) -> float:
         if registry.tag_ttl is not None:
