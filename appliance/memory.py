@@ -5,6 +5,14 @@ glibc's defaults every thread gets its own malloc arena, and freed chunks stay o
 instead of going back to the kernel: a herd of 50 clients left the process at ~190 MB. Two arenas
 stop the per-thread hoarding. (Forcing every chunk into its own mmap also fixed the herd, but the
 page faults halved TLS hit throughput; a periodic ``malloc_trim`` did not lower the peak.)
+
+Blob-sized buffers (the TLS layer's reads and joins, HTTP body slices, chunks of up to 1 MiB) are
+allocated and freed thousands of times a second. Above glibc's mmap threshold each one is a fresh
+mapping, so a 1 MiB copy costs 256 page faults (0.45 ms instead of 0.03 ms); below it, freed heap
+tops go back to the kernel at the trim threshold and fault in again on the next request. Fixed
+thresholds keep those buffers on the heap: a cold 12-layer pull went from 1.43x to 1.32x a direct
+one. (Setting either threshold alone also turns off glibc's adaptive mmap threshold, which made the
+same pull 1.64x: both are set.)
 """
 
 from __future__ import annotations
@@ -13,8 +21,14 @@ import ctypes
 import ctypes.util
 from typing import Any
 
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 ARENA_MAX = 2
+# Above the largest buffer a blob stream allocates (a 1 MiB read joined from TLS records).
+MMAP_THRESHOLD = 4 * 1024 * 1024
+# Free memory kept at the top of a heap before it is returned to the kernel.
+TRIM_THRESHOLD = 16 * 1024 * 1024
 
 
 def _libc() -> Any | None:
@@ -30,6 +44,13 @@ def _libc() -> Any | None:
 
 
 def tune_malloc() -> bool:
-    """Limit malloc arenas where glibc is the allocator; True when it took effect."""
+    """Limit malloc arenas and fix its thresholds where glibc is the allocator; True if it took."""
     libc = _libc()
-    return libc is not None and bool(libc.mallopt(_M_ARENA_MAX, ARENA_MAX))
+    if libc is None:
+        return False
+    settings = (
+        (_M_ARENA_MAX, ARENA_MAX),
+        (_M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+        (_M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+    )
+    return all([bool(libc.mallopt(option, value)) for option, value in settings])
