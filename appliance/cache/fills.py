@@ -166,6 +166,7 @@ class FillManager:
         self._fills: dict[BlobKey, Fill] = {}
         self._tasks = OwnedTasks()
         self._statfs: tuple[float, int | None] | None = None
+        self._statfs_refresh: asyncio.Task[None] | None = None
         self._admitted_since_statfs = 0
 
     def get(self, key: BlobKey) -> Fill | None:
@@ -292,13 +293,29 @@ class FillManager:
 
     async def _free_space(self) -> int | None:
         # Asked at most once a second (a thread hop per blob otherwise); in between, what was
-        # admitted since counts as used.  The cap on the cache itself is enforced exactly.
-        now = time.monotonic()
-        if self._statfs is None or now - self._statfs[0] >= _FREE_SPACE_TTL:
-            self._statfs = (now, await self._store.free_space())
-            self._admitted_since_statfs = 0
+        # admitted since counts as used.  Only the first fill waits for the answer: later ones
+        # take the last one while a fresh one is asked for (a thread hop on the first blob of
+        # every pull otherwise, ~1 ms before its first byte).  The cache's own cap is exact.
+        if self._statfs is None:
+            await self._refresh_free_space()
+        elif time.monotonic() - self._statfs[0] >= _FREE_SPACE_TTL and self._statfs_refresh is None:
+            self._statfs_refresh = self._tasks.spawn(self._refresh_free_space(), name="cache free space")
+        assert self._statfs is not None
         free = self._statfs[1]
         return None if free is None else free - self._admitted_since_statfs
+
+    async def _refresh_free_space(self) -> None:
+        try:
+            asked = time.monotonic()
+            free = await self._store.free_space()
+            self._statfs = (asked, free)
+            self._admitted_since_statfs = 0
+        except OSError as exc:
+            log.warning("cache free space check failed: %s", exc)
+            if self._statfs is None:
+                self._statfs = (time.monotonic(), None)
+        finally:
+            self._statfs_refresh = None
 
     async def _copy(self, fill: Fill, source: BlobSource, temp: TempBlob, reserved: int) -> int:
         hasher = fill.key.digest.hasher()

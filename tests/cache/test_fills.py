@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from appliance.cache import BlobCache, BlobKey, BlobSource, Kind
+from appliance.cache import fills as fills_module
 from appliance.cache.blobstore import TempBlob
 from appliance.cache.filestore import FileBlobStore
 from appliance.cache.fills import FillMode
 from appliance.cache.index import CacheIndex
 from appliance.errors import UpstreamError
+from appliance.events import CacheStatus
 from tests.cache.conftest import CacheFactory
 from tests.cache.helpers import REG, REPO, Upstream, payload, read_all, sha256
 
@@ -173,5 +175,53 @@ async def test_a_reader_keeping_pace_gets_bytes_before_a_slow_disk_has_them(tmp_
         assert hit is not None
         assert await read_all(hit.chunks()) == data
         await hit.close()
+    finally:
+        await cache.close()
+
+
+async def test_only_the_first_fill_waits_for_the_free_space_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answer = asyncio.Event()
+    asked = 0
+    free = 1 << 40
+
+    class SlowStatfs(FileBlobStore):
+        async def free_space(self) -> int | None:
+            nonlocal asked
+            asked += 1
+            if asked > 1:
+                await answer.wait()
+            return free
+
+    cache = BlobCache(
+        SlowStatfs(tmp_path / "cache"),
+        CacheIndex(tmp_path / "cache" / "index.sqlite"),
+        max_size=1 << 30,
+        inactive=86400.0,
+        min_free_disk=1 << 30,
+    )
+    await cache.start()
+    monkeypatch.setattr(fills_module, "_FREE_SPACE_TTL", 0.0)  # every answer is stale at once
+    try:
+        first = payload(1000, 1)
+        reader = await cache.open_or_fill(REG, REPO, sha256(first), Upstream(first).fetch)
+        assert reader.status is CacheStatus.MISS and asked == 1
+        await reader.close()
+        # The last answer is stale: a new one is asked for, and not waited on.
+        second = payload(1000, 2)
+        reader = await asyncio.wait_for(
+            cache.open_or_fill(REG, REPO, sha256(second), Upstream(second).fetch), 5
+        )
+        assert reader.status is CacheStatus.MISS and asked == 2
+        assert await read_all(reader.chunks()) == second
+        await reader.close()
+        free = 0  # the disk filled up meanwhile: once the answer comes, new blobs pass through
+        answer.set()
+        await cache.wait_fills()
+        third = payload(1000, 3)
+        reader = await cache.open_or_fill(REG, REPO, sha256(third), Upstream(third).fetch)
+        assert reader.status is CacheStatus.BYPASS
+        await reader.close()
     finally:
         await cache.close()
