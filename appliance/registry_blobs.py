@@ -18,7 +18,7 @@ from appliance.oci import Route
 from appliance.pullahead import PullAhead
 from appliance.registry_upstream import GatedUpstream
 from appliance.responses import CHUNK, PreparedFileResponse, answer_error
-from appliance.streaming import fill_chunk_size, parse_range, read_ahead, stream_chunk_size
+from appliance.streaming import fill_chunk_size, parse_range, read_ahead, stream_chunk_size, write_slices
 
 
 class BlobService:
@@ -129,7 +129,8 @@ class BlobService:
         self._streams += 1
         try:
             async for chunk in read_ahead(self._budgeted(reader, start, end)):
-                await response.write(chunk)
+                for piece in write_slices(chunk):
+                    await response.write(piece)
                 draft.bytes += len(chunk)
         except ConnectionError:
             draft.message = "client disconnected"

@@ -14,10 +14,12 @@ from appliance.streaming import (
     MAX_STREAM_CHUNK,
     MIN_FILL_CHUNK,
     MIN_STREAM_CHUNK,
+    WRITE_SLICE,
     fill_chunk_size,
     parse_range,
     read_ahead,
     stream_chunk_size,
+    write_slices,
 )
 
 
@@ -112,3 +114,16 @@ async def test_read_ahead_run_to_the_end_leaves_no_reference_cycle_holding_its_c
         gc.enable()
     assert seen == [b"\x00", b"\x01", b"\x02"]
     assert left == [], f"read_ahead left {len(left)} frames in reference cycles"
+
+
+def test_write_slices_cover_a_big_chunk_in_order_without_copying_it() -> None:
+    chunk = bytes(range(256)) * (3 * WRITE_SLICE // 256 + 1)
+    pieces = list(write_slices(chunk))
+    assert len(pieces) == 4 and all(len(piece) <= WRITE_SLICE for piece in pieces)
+    assert b"".join(pieces) == chunk
+    assert all(isinstance(piece, memoryview) and piece.obj is chunk for piece in pieces)
+
+
+def test_write_slices_leave_a_small_chunk_whole() -> None:
+    chunk = b"x" * WRITE_SLICE
+    assert list(write_slices(chunk)) == [chunk]
