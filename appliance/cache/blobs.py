@@ -152,7 +152,7 @@ class BlobCache:
                     await self.evictor.delete([entry], force=True)
                 self.leases.release(key)
                 return None
-            await self.index.touch(key, self._clock())
+            self.index.touch_soon(key, self._clock())
         except BaseException:
             self.leases.release(key)
             raise
@@ -174,7 +174,7 @@ class BlobCache:
         key = BlobKey.of(registry, Kind.BLOB, digest)
         hit = await self._open_key(key)
         if hit is not None:
-            await self.index.add_ref(registry, repository, str(key.digest))
+            self.index.add_ref_soon(registry, repository, str(key.digest))
             return hit
         fill, starter, mode = await self._join_or_start(key, repository, fetch, expected_size)
         if mode is FillMode.BYPASS:

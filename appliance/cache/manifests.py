@@ -57,7 +57,7 @@ class ManifestCache:
             media_type = entry.media_type or sniff_media_type(body)
             if len(body) != entry.size or media_type is None:
                 return None
-            await self._index.touch(key, self._blobs.now())
+            self._index.touch_soon(key, self._blobs.now())
             return StoredManifest(body, media_type, str(key.digest))
         finally:
             leases.release(key)

@@ -126,3 +126,35 @@ async def test_entries_after_pages_through_every_row(index: CacheIndex) -> None:
         seen.extend(e.key for e in page)
         after = page[-1].key
     assert sorted(seen, key=str) == sorted((key(n) for n in range(7)), key=str) and len(set(seen)) == 7
+
+
+async def test_bookkeeping_queued_without_waiting_is_seen_by_every_later_call(index: CacheIndex) -> None:
+    for n, at in ((1, 30.0), (2, 10.0)):
+        await _ready(index, key(n), 1, at, repository=f"r{n}")
+    index.touch_soon(key(1), 5.0)
+    index.add_ref_soon(REG, "other", str(key(2).digest))
+    # No await in between: the one worker thread takes calls in the order they were made.
+    assert [e.key for e in await index.lru(10)] == [key(1), key(2)]
+    listed = {r.repository: [b.digest for b in r.blobs] for r in await index.list_repositories(REG)}
+    assert listed["other"] == [str(key(2).digest)]
+
+
+async def test_bookkeeping_that_fails_is_logged_and_harms_nothing_else(
+    index: CacheIndex, caplog: pytest.LogCaptureFixture
+) -> None:
+    await _ready(index, key(1), 1, 1.0)
+
+    def broken(db: sqlite3.Connection, *args: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with caplog.at_level("WARNING", logger="appliance.cache.index"):
+        index._record(broken)
+        assert await index.get(key(1)) is not None  # the next call runs as usual
+    assert "cache index bookkeeping failed: database or disk is full" in caplog.text
+
+
+async def test_bookkeeping_after_close_is_dropped_quietly(tmp_path: Path) -> None:
+    idx = CacheIndex(tmp_path / "index.sqlite")
+    await idx.open()
+    await idx.close()
+    idx.touch_soon(key(1), 1.0)  # a request finishing during shutdown must not raise
