@@ -13,7 +13,8 @@ from pathlib import Path
 from appliance.cache.blobstore import BlobKey, BlobStore, Kind
 from appliance.cache.eviction import Evictor, Leases
 from appliance.cache.filestore import FileBlobStore
-from appliance.cache.fills import Fill, FillManager, FillMode, FillProgress
+from appliance.cache.fill import Fill, FillMode, FillProgress
+from appliance.cache.fills import FillManager
 from appliance.cache.index import CacheIndex
 from appliance.cache.index_records import EntryState, RegistryUsage, RepositoryListing
 from appliance.cache.readers import BlobReader, BypassReader, FetchBlob, FollowReader, HitReader

@@ -15,7 +15,7 @@ from appliance.errors import IntegrityError, UpstreamError
 from appliance.events import CacheStatus
 
 if TYPE_CHECKING:
-    from appliance.cache.fills import Fill
+    from appliance.cache.fill import Fill
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from appliance.cache import BlobCache, BlobKey, BlobSource, Kind
 from appliance.cache import fills as fills_module
 from appliance.cache.blobstore import TempBlob
 from appliance.cache.filestore import FileBlobStore
-from appliance.cache.fills import FillMode
+from appliance.cache.fill import FillMode
 from appliance.cache.index import CacheIndex
 from appliance.errors import UpstreamError
 from appliance.events import CacheStatus

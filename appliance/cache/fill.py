@@ -1,0 +1,126 @@
+"""The shared state of one fill in progress: what readers follow while ``FillManager`` runs it.
+
+Readers follow a fill as it grows, each at its own pace: from the last chunks held in memory when
+they keep up, from the temp object when they lag, woken by an ``asyncio.Event`` replaced on every
+change.  ``fills`` starts and runs fills; ``readers`` reads them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+from appliance.cache.blobstore import BlobKey, TempBlob
+from appliance.cache.readers import BlobSource
+from appliance.errors import ApplianceError
+
+
+@dataclass(frozen=True, slots=True)
+class FillProgress:
+    registry: str
+    repository: str
+    digest: str
+    done: int
+    total: int | None
+    rate: float  # bytes per second since the fill started
+    readers: int
+    started: float
+    finished: bool = False
+    error: str | None = None
+
+
+class FillMode(Enum):
+    STORE = "store"
+    BYPASS = "bypass"
+
+
+class Fill:
+    """The shared state of one fill in progress (see the module docstring)."""
+
+    def __init__(self, key: BlobKey, repository: str, expected_size: int | None) -> None:
+        self.key = key
+        self.repository = repository
+        self.other_repositories: set[str] = set()  # of requests that joined; refs added at commit
+        self.total = expected_size
+        self.started = time.monotonic()
+        self.written = 0  # bytes on storage
+        self.received = 0  # bytes from upstream: on storage, or held in ``_recent`` until they are
+        self.error: ApplianceError | None = None
+        self.committed = False
+        # Digest and length checked: the bytes are right, whatever becomes of the commit.
+        self.verified = False
+        self.finished = False
+        self.readers = 0
+        self.changed = asyncio.Event()
+        self.ready: asyncio.Future[FillMode] = asyncio.get_running_loop().create_future()
+        self.bypass_source: BlobSource | None = None
+        self.starter_gone = False
+        self._temp: TempBlob | None = None
+        self._released = False
+        # The last two chunks received (offset, bytes): the one being written and the one before.
+        self._recent: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=2)
+
+    def add_repository(self, repository: str) -> None:
+        if repository != self.repository:
+            self.other_repositories.add(repository)
+
+    def notify(self) -> None:
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
+
+    def attach(self) -> None:
+        self.readers += 1
+
+    async def detach(self) -> None:
+        self.readers -= 1
+        await self._release_if_idle()
+
+    async def _release_if_idle(self) -> None:
+        if self.finished and self.readers == 0:
+            self._recent.clear()
+        if self.finished and self.readers == 0 and self._temp is not None and not self._released:
+            self._released = True
+            await self._temp.release()
+
+    def receive(self, chunk: bytes) -> None:
+        """Bytes from upstream, before they reach storage: readers at the edge may take them.
+
+        A reader keeping pace (the usual case: the client that asked) gets them without waiting
+        for the disk write, a thread hop and a read back.  Bytes sent early are still upstream's
+        bytes; the last ones of a blob are held back until the digest is verified (readers.py).
+        Everything before the older of the two chunks held has landed (``_copy`` awaits each
+        write before it starts the next), so any offset below ``received`` is readable.
+        """
+        self._recent.append((self.received, chunk))
+        self.received += len(chunk)
+        self.notify()
+
+    async def read_at(self, offset: int, length: int) -> bytes:
+        if self._temp is None:
+            raise RuntimeError("fill has no data yet")
+        for start, chunk in self._recent:
+            if start <= offset < start + len(chunk):
+                skip = offset - start
+                if skip == 0 and length >= len(chunk):
+                    return chunk
+                return chunk[skip : skip + length]
+        # Never past what has landed: a write in progress may be visible only in part.
+        return await self._temp.read_at(offset, min(length, self.written - offset))
+
+    def progress(self) -> FillProgress:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        return FillProgress(
+            registry=self.key.registry,
+            repository=self.repository,
+            digest=str(self.key.digest),
+            done=self.written,
+            total=self.total,
+            rate=self.written / elapsed,
+            readers=self.readers,
+            started=self.started,
+            finished=self.finished,
+            error=None if self.error is None else str(self.error),
+        )
