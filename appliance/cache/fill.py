@@ -63,6 +63,10 @@ class Fill:
         # The last two chunks received (offset, bytes): the one being written and the one before.
         self._recent: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=2)
 
+    def store_in(self, temp: TempBlob) -> None:
+        """The temp object the bytes go to; readers that fall behind read it back from there."""
+        self._temp = temp
+
     def add_repository(self, repository: str) -> None:
         if repository != self.repository:
             self.other_repositories.add(repository)
@@ -76,9 +80,10 @@ class Fill:
 
     async def detach(self) -> None:
         self.readers -= 1
-        await self._release_if_idle()
+        await self.release_if_idle()
 
-    async def _release_if_idle(self) -> None:
+    async def release_if_idle(self) -> None:
+        """Once finished and unread, drop the chunks held and close the temp object."""
         if self.finished and self.readers == 0:
             self._recent.clear()
         if self.finished and self.readers == 0 and self._temp is not None and not self._released:

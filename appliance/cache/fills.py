@@ -116,7 +116,7 @@ class FillManager:
                 fill.ready.set_result(FillMode.BYPASS)
                 return
             temp = await creating
-            fill._temp = temp
+            fill.store_in(temp)
             fill.ready.set_result(FillMode.STORE)
             self._report(fill)
             reserved = await self._copy(fill, source, temp, reserved)
@@ -315,4 +315,4 @@ class FillManager:
         fill.finished = True
         fill.notify()
         self._report(fill)
-        await fill._release_if_idle()
+        await fill.release_if_idle()
