@@ -42,6 +42,8 @@ class Profile:
     firehose_seconds: float
     firehose_rounds: int
     firehose_concurrency: int
+    distant_delay: float  # seconds each way between the appliance (or a client) and the upstream
+    distant_runs: int
 
 
 FULL = Profile(
@@ -60,6 +62,8 @@ FULL = Profile(
     firehose_seconds=3.0,
     firehose_rounds=5,
     firehose_concurrency=8,
+    distant_delay=0.010,
+    distant_runs=5,
 )
 QUICK = Profile(
     name="quick",
@@ -75,6 +79,8 @@ QUICK = Profile(
     firehose_seconds=1.5,
     firehose_rounds=2,
     firehose_concurrency=8,
+    distant_delay=0.010,
+    distant_runs=2,
 )
 SMOKE = Profile(
     name="smoke",
@@ -90,6 +96,8 @@ SMOKE = Profile(
     firehose_seconds=0.5,
     firehose_rounds=1,
     firehose_concurrency=4,
+    distant_delay=0.002,
+    distant_runs=1,
 )
 PROFILES = {p.name: p for p in (FULL, QUICK, SMOKE)}
 
