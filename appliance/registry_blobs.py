@@ -48,18 +48,25 @@ class BlobService:
                 await reader.close()
 
         fetch = self._fetch(registry, route.repository, digest, client_auth, draft)
-        reader = await self.blobs.open_or_fill(registry.host, route.repository, digest, fetch)
-        draft.status = reader.status
-        if self.pull_ahead is not None and reader.status is CacheStatus.MISS:
+        pull_ahead = self.pull_ahead
+        on_miss = None
+        if pull_ahead is not None:
             # Only on a miss: on a warm pull every blob is a hit, and looking them all up ahead of
             # the client only adds work (measured: a warm 12-layer pull at 1.16x a direct one with
-            # those lookups, 1.03x without).
-            self.pull_ahead.on_blob(
-                registry.host,
-                route.repository,
-                digest,
-                lambda other: self._fetch(registry, route.repository, other, client_auth, None),
-            )
+            # those lookups, 1.03x without).  Started with this blob's fill, not once upstream has
+            # answered for it: against a registry 20 ms away, a round trip sooner.
+            def on_miss() -> None:
+                pull_ahead.on_blob(
+                    registry.host,
+                    route.repository,
+                    digest,
+                    lambda other: self._fetch(registry, route.repository, other, client_auth, None),
+                )
+
+        reader = await self.blobs.open_or_fill(
+            registry.host, route.repository, digest, fetch, on_miss=on_miss
+        )
+        draft.status = reader.status
         try:
             return await self._send(request, reader, digest, draft)
         finally:

@@ -167,17 +167,19 @@ class BlobCache:
         fetch: FetchBlob,
         *,
         expected_size: int | None = None,
+        on_miss: Callable[[], object] | None = None,
     ) -> BlobReader:
         """HIT, or join the fill in flight (COALESCED), or start one (MISS), or pass through (BYPASS).
 
-        If ``fetch()`` raises before the first byte, every waiter gets that error.
+        If ``fetch()`` raises before the first byte, every waiter gets that error.  ``on_miss`` is
+        called as soon as this request starts a fill, before the upstream has answered.
         """
         key = BlobKey.of(registry, Kind.BLOB, digest)
         hit = await self._open_key(key)
         if hit is not None:
             self.index.add_ref_soon(registry, repository, str(key.digest))
             return hit
-        fill, starter, mode = await self._join_or_start(key, repository, fetch, expected_size)
+        fill, starter, mode = await self._join_or_start(key, repository, fetch, expected_size, on_miss)
         if mode is FillMode.BYPASS:
             source = fill.bypass_source if starter else None
             if source is None:
@@ -221,7 +223,12 @@ class BlobCache:
         return fill.written if starter and fill.committed else 0
 
     async def _join_or_start(
-        self, key: BlobKey, repository: str, fetch: FetchBlob, expected_size: int | None
+        self,
+        key: BlobKey,
+        repository: str,
+        fetch: FetchBlob,
+        expected_size: int | None,
+        on_start: Callable[[], object] | None = None,
     ) -> tuple[Fill, bool, FillMode]:
         """The fill in flight for ``key`` or a new one, once it knows whether it stores (``ready``).
 
@@ -232,6 +239,8 @@ class BlobCache:
         starter = fill is None
         if fill is None:
             fill = self.fills.start(key, repository, fetch, expected_size)
+            if on_start is not None:
+                on_start()
         else:
             fill.add_repository(repository)
         try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.cache import INDEX_FILE, BlobCache, BlobKey, FillProgress, Kind
+from appliance.cache import INDEX_FILE, BlobCache, BlobKey, BlobSource, FillProgress, Kind
 from appliance.errors import IntegrityError, UpstreamError
 from appliance.events import CacheStatus
 from tests.cache.conftest import CacheFactory
@@ -430,3 +430,35 @@ async def _fill(cache: BlobCache, registry: str, digest: str, up: Upstream, repo
     assert await read_all(reader.chunks()) == up.data
     await reader.close()
     await _settle(cache)
+
+
+async def test_on_miss_runs_when_a_fill_starts_before_the_upstream_answers(make_cache: CacheFactory) -> None:
+    cache = await make_cache()
+    data = payload(1000, 41)
+    answered = asyncio.Event()
+    up = Upstream(data)
+
+    async def slow_fetch() -> BlobSource:
+        await answered.wait()  # a distant upstream: its answer is a round trip away
+        return await up.fetch()
+
+    calls: list[str] = []
+    opening = asyncio.ensure_future(
+        cache.open_or_fill(REG, REPO, sha256(data), slow_fetch, on_miss=lambda: calls.append("starter"))
+    )
+    await asyncio.sleep(0.01)
+    assert calls == ["starter"] and not opening.done()  # called while the upstream is still silent
+    joining = asyncio.ensure_future(
+        cache.open_or_fill(REG, REPO, sha256(data), slow_fetch, on_miss=lambda: calls.append("joiner"))
+    )
+    answered.set()
+    first, second = await opening, await joining
+    assert (first.status, second.status) == (CacheStatus.MISS, CacheStatus.COALESCED)
+    for reader in (first, second):
+        assert await read_all(reader.chunks()) == data
+        await reader.close()
+    await cache.wait_fills()
+    hit = await cache.open_or_fill(REG, REPO, sha256(data), slow_fetch, on_miss=lambda: calls.append("hit"))
+    assert hit.status is CacheStatus.HIT
+    await hit.close()
+    assert calls == ["starter"]  # neither a request that joins a fill nor a hit calls it
