@@ -10,6 +10,7 @@ the errors of any of them into the OCI error JSON.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,6 +32,11 @@ from appliance.upstream import UpstreamClient
 
 log = logging.getLogger("appliance.registry")
 
+# How long an upstream's 200 to ``/v2/`` is taken as its answer for the next client that sends no
+# credentials of its own.  Every pull starts with that ping, and a registry 20-100 ms away makes
+# it a round trip on every warm pull; the answer only says "this is a v2 registry we may use".
+PING_TTL = 30.0
+
 
 @dataclass
 class RegistryProxy:
@@ -44,6 +50,9 @@ class RegistryProxy:
     health: UpstreamHealth = field(default_factory=UpstreamHealth)
     pull_ahead: PullAhead | None = None
     active: int = field(default=0, init=False)  # requests being served, until their event is out
+    clock: Callable[[], float] = time.monotonic
+    # registry host -> (the config it was answered under, when): a reload forgets them all.
+    _pings: dict[str, tuple[Config, float]] = field(default_factory=dict, init=False, repr=False)
     # Built once from the fields above; they share this proxy's collaborators.
     _gate: GatedUpstream = field(init=False, repr=False, compare=False)
     _blob_api: BlobService = field(init=False, repr=False, compare=False)
@@ -135,6 +144,13 @@ class RegistryProxy:
     async def _ping(
         self, request: web.BaseRequest, registry: RegistryConfig, draft: EventDraft
     ) -> web.StreamResponse:
+        config = self.config()
+        anonymous = draft.authorization is None
+        if anonymous:
+            seen = self._pings.get(registry.host)
+            if seen is not None and seen[0] is config and self.clock() - seen[1] < PING_TTL:
+                draft.status = CacheStatus.HIT
+                return _ping_answer()
         try:
             answer = await self._gate.request(
                 registry, "GET", "/v2/", client_authorization=draft.authorization
@@ -146,6 +162,10 @@ class RegistryProxy:
             await answer.release()
             return self._local_ping(draft, f"upstream answered {answer.status}, answering /v2/ locally")
         draft.http_status = answer.status
+        if anonymous and answer.status == 200:
+            self._pings[registry.host] = (config, self.clock())
+        elif anonymous:
+            self._pings.pop(registry.host, None)
         return await relay_response(request, answer, draft)
 
     @staticmethod
@@ -153,4 +173,8 @@ class RegistryProxy:
         # Offline: cached images stay pullable, and clients ping /v2/ before anything else.
         draft.message = why
         draft.status = CacheStatus.STALE
-        return web.Response(body=b"{}", content_type="application/json", headers=[oci.API_VERSION_HEADER])
+        return _ping_answer()
+
+
+def _ping_answer() -> web.Response:
+    return web.Response(body=b"{}", content_type="application/json", headers=[oci.API_VERSION_HEADER])
