@@ -27,7 +27,7 @@ from appliance.leaf_certs import LeafCertificates
 from appliance.pullahead import PullAhead
 from appliance.ratelimit import RateLimitState
 from appliance.registry_api import RegistryProxy
-from appliance.responses import error_response
+from appliance.responses import error_response, ping_response
 from appliance.server import ConnContext, ConnectRefused, FrontDoor, TunnelIO
 from appliance.setup_scripts import SetupKind, render_setup, valid_address
 from appliance.stats import Stats
@@ -330,7 +330,7 @@ class Engine:
 
     async def _mirror(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
         if mirror.is_bare_ping(request.path, request.rel_url.query):
-            return web.json_response({}, headers=[oci.API_VERSION_HEADER])
+            return ping_response()
         target = mirror.route(self.config, request.path, request.rel_url.query)
         return await self.proxy.handle(request, target.registry, target.path_qs, context.client)
 

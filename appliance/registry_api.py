@@ -27,7 +27,7 @@ from appliance.pullahead import PullAhead
 from appliance.registry_blobs import BlobService
 from appliance.registry_manifests import ManifestService
 from appliance.registry_upstream import GatedUpstream
-from appliance.responses import UpstreamAnswer, error_response, relay_response
+from appliance.responses import UpstreamAnswer, error_response, ping_response, relay_response
 from appliance.upstream import UpstreamClient
 
 log = logging.getLogger("appliance.registry")
@@ -150,7 +150,7 @@ class RegistryProxy:
             seen = self._pings.get(registry.host)
             if seen is not None and seen[0] is config and self.clock() - seen[1] < PING_TTL:
                 draft.status = CacheStatus.HIT
-                return _ping_answer()
+                return ping_response()
         try:
             answer = await self._gate.request(
                 registry, "GET", "/v2/", client_authorization=draft.authorization
@@ -173,8 +173,4 @@ class RegistryProxy:
         # Offline: cached images stay pullable, and clients ping /v2/ before anything else.
         draft.message = why
         draft.status = CacheStatus.STALE
-        return _ping_answer()
-
-
-def _ping_answer() -> web.Response:
-    return web.Response(body=b"{}", content_type="application/json", headers=[oci.API_VERSION_HEADER])
+        return ping_response()

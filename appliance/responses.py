@@ -117,6 +117,11 @@ async def answer_error(answer: UpstreamResponse) -> UpstreamAnswer:
     return UpstreamAnswer(answer.status, headers, body)
 
 
+def ping_response() -> web.Response:
+    """The appliance's own answer to ``GET /v2/``: a v2 registry, no credentials needed."""
+    return web.json_response({}, headers=[oci.API_VERSION_HEADER])
+
+
 def error_response(exc: RegistryError) -> web.Response:
     headers = dict(exc.headers)
     headers.setdefault("Content-Type", "application/json")
