@@ -1,0 +1,224 @@
+"""The least a cache must do with a blob it has not got, done outside the appliance: a floor.
+
+A cold pull through any cache costs, on top of serving the client, receiving every blob from the
+upstream over TLS, hashing it and writing it to disk.  This module does exactly that and nothing
+else: one keep-alive TLS connection opened before the clock starts, blocking reads into one 1 MiB
+buffer, SHA-256 and ``write`` of each read (all three release the GIL and run in native code),
+``fsync`` at the end, the digest checked.  ``cold_pull`` runs it in its own process beside a warm
+pull through the appliance: the pair is what a cold pull would cost on this machine if the cache's
+own overhead were zero, so the cold figure can be read against what is achievable here.
+
+``python -m bench.fill_floor --host H --port P --server-name N --cafile F --dir D --repository R
+DIGEST...`` prints ``ready`` once connected, starts on a line on stdin, then prints ``done
+SECONDS BYTES``.  ``FILL_FLOOR_AUTH=user:password`` in the environment adds Basic credentials.
+Any wrong answer (status, length, digest) exits 1 with the reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.harness import ROOT
+from bench.pulls import timed_pull
+from tests.fixtures.images import ImageInfo
+from tests.fixtures.process import FixtureError, clean_env
+from tests.fixtures.registry import UpstreamRegistry
+
+BUFFER = 1024 * 1024
+_HEAD_LIMIT = 64 * 1024
+
+
+class FloorError(Exception):
+    """The upstream's answer was not the blob asked for."""
+
+
+def _read_head(conn: ssl.SSLSocket) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (lower-case names) and whatever body bytes came with the head."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = conn.recv(65536)
+        if not more:
+            raise FloorError("connection closed before the response head")
+        data += more
+        if len(data) > _HEAD_LIMIT:
+            raise FloorError("response head too long")
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, rest
+
+
+def fetch_blob(conn: ssl.SSLSocket, host: str, path: str, digest: str, out: Path, auth: str | None) -> int:
+    """GET one blob on ``conn`` into ``out``: hashed, written, synced, checked.  Returns its size."""
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
+    if auth:
+        request += f"Authorization: Basic {auth}\r\n"
+    conn.sendall((request + "\r\n").encode())
+    status, headers, rest = _read_head(conn)
+    if status != 200:
+        raise FloorError(f"{path}: answered {status}")
+    if not headers.get("content-length", "").isdigit():
+        raise FloorError(f"{path}: no Content-Length (chunked bodies are not supported here)")
+    length = int(headers["content-length"])
+    algorithm, _, expected = digest.partition(":")
+    if algorithm != "sha256":
+        raise FloorError(f"{digest}: only sha256 digests are supported")
+    hasher = hashlib.sha256(rest)
+    buffer = bytearray(BUFFER)
+    view = memoryview(buffer)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, rest)
+        got = len(rest)
+        while got < length:
+            n = conn.recv_into(view, min(BUFFER, length - got))
+            if not n:
+                raise FloorError(f"{path}: cut off at {got} of {length} bytes")
+            hasher.update(view[:n])
+            os.write(fd, view[:n])
+            got += n
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        out.unlink(missing_ok=True)
+    if hasher.hexdigest() != expected:
+        raise FloorError(f"{digest}: the bytes hash to sha256:{hasher.hexdigest()}")
+    return length
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.fill_floor", description=__doc__)
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--server-name", required=True)
+    parser.add_argument("--cafile", required=True)
+    parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument("--repository", required=True)
+    parser.add_argument("digests", nargs="+")
+    args = parser.parse_args(argv)
+    creds = os.environ.get("FILL_FLOOR_AUTH")
+    auth = base64.b64encode(creds.encode()).decode() if creds else None
+    context = ssl.create_default_context(cafile=args.cafile)
+    try:
+        raw = socket.create_connection((args.host, args.port), timeout=60)
+        with context.wrap_socket(raw, server_hostname=args.server_name) as conn:
+            print("ready", flush=True)
+            sys.stdin.readline()
+            started = time.monotonic()
+            total = 0
+            for digest in args.digests:
+                path = f"/v2/{args.repository}/blobs/{digest}"
+                total += fetch_blob(conn, args.server_name, path, digest, args.dir / "floor-blob", auth)
+            print(f"done {time.monotonic() - started:.6f} {total}", flush=True)
+    except (FloorError, OSError, ValueError) as exc:
+        print(f"fill floor: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+class FloorFill:
+    """One ``fill_floor`` process, connected and waiting: ``go()`` starts it, ``finish()`` waits."""
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        server_name: str,
+        cafile: Path,
+        scratch: Path,
+        repository: str,
+        digests: list[str],
+        creds: tuple[str, str] | None = None,
+    ) -> None:
+        env = clean_env({"FILL_FLOOR_AUTH": f"{creds[0]}:{creds[1]}"} if creds else {})
+        host, port = address
+        command = [sys.executable, "-m", "bench.fill_floor", "--host", host, "--port", str(port)]
+        command += ["--server-name", server_name, "--cafile", str(cafile), "--dir", str(scratch)]
+        command += ["--repository", repository, *digests]
+        self._proc = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline().strip()
+        if line != "ready":
+            self._fail(f"did not connect: {line!r}")
+
+    def go(self) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write("go\n")
+        self._proc.stdin.flush()
+
+    def finish(self, timeout: float = 600) -> tuple[float, int]:
+        """Seconds from ``go()`` until everything was fetched and checked, and the bytes fetched."""
+        try:
+            out, _ = self._proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.communicate()
+            raise FixtureError(f"fill floor took longer than {timeout} s") from None
+        if self._proc.returncode != 0:
+            self._fail(f"exited with {self._proc.returncode}")
+        words = out.split()
+        if len(words) != 3 or words[0] != "done":
+            self._fail(f"unexpected output {out!r}")
+        return float(words[1]), int(words[2])
+
+    def close(self) -> None:
+        """Stop the process if it is still running (the pull beside it failed)."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.communicate()
+
+    def _fail(self, what: str) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        _, err = self._proc.communicate()
+        raise FixtureError(f"fill floor {what}: {err.strip()}")
+
+
+def floor_pull(
+    image: ImageInfo, upstream: UpstreamRegistry, scratch: Path, *, cert_dir: Path, https_proxy: str
+) -> float:
+    """A warm pull of ``image`` through the proxy with a bare fill of its blobs alongside.
+
+    The later of the two ends counts: a cold pull cannot finish before its fill has the last byte.
+    """
+    if upstream.ca_file is None:
+        raise FixtureError("the fill floor needs a TLS upstream")
+    fill = FloorFill(
+        upstream.address,
+        upstream.name_port.partition(":")[0],
+        upstream.ca_file,
+        scratch,
+        image.repository,
+        [image.config_digest, *image.layer_digests],
+        upstream.creds,
+    )
+    fill.go()
+    pulled = timed_pull(
+        image.reference(upstream.name_port), scratch, cert_dir=cert_dir, https_proxy=https_proxy
+    )
+    filled, _ = fill.finish()
+    return max(pulled, filled)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
