@@ -69,6 +69,7 @@ def run(ctx: Context) -> list[Metric]:
         for kind, layers in images(ctx).items():
             image = lab.image(kind, layers)
             cold = image.reference(upstream.name_port)
+            fills: list[float] = []
             # Every peer leaves the cache warm (the cold ones fill it), which the floor's pull needs.
             timed_pull(cold, scratch, cert_dir=trust, https_proxy=appliance.url)
             times = interleave(
@@ -76,7 +77,13 @@ def run(ctx: Context) -> list[Metric]:
                     "appliance": functools.partial(through_appliance, purge, cold),
                     "restarted": functools.partial(through_appliance, restart_empty, cold),
                     "floor": functools.partial(
-                        floor_pull, image, upstream, scratch, cert_dir=trust, https_proxy=appliance.url
+                        floor_pull,
+                        image,
+                        upstream,
+                        scratch,
+                        cert_dir=trust,
+                        https_proxy=appliance.url,
+                        fill_seconds=fills,
                     ),
                     "direct": functools.partial(
                         timed_pull, image.reference(upstream.host_port), scratch, cert_dir=lab.pki.cert_dir
@@ -86,7 +93,12 @@ def run(ctx: Context) -> list[Metric]:
             )
             med = {peer: median(values) for peer, values in times.items()}
             ctx.log(f"  cold {kind}: " + ", ".join(f"{p} {t:.3f}s" for p, t in med.items()))
-            detail = {"image_bytes": image.total_size, "seconds": times, "median": med}
+            detail = {
+                "image_bytes": image.total_size,
+                "seconds": times,
+                "median": med,
+                "floor_fill_seconds": fills,
+            }
             metrics.append(
                 Metric(
                     NAME,

@@ -4,9 +4,10 @@ A cold pull through any cache costs, on top of serving the client, receiving eve
 upstream over TLS, hashing it and writing it to disk.  This module does exactly that and nothing
 else: one keep-alive TLS connection opened before the clock starts, blocking reads into one 1 MiB
 buffer, SHA-256 and ``write`` of each read (all three release the GIL and run in native code),
-``fsync`` at the end, the digest checked.  ``cold_pull`` runs it in its own process beside a warm
-pull through the appliance: the pair is what a cold pull would cost on this machine if the cache's
-own overhead were zero, so the cold figure can be read against what is achievable here.
+the digest checked, and ``fsync`` once the clock has stopped.  ``cold_pull`` runs it in its own
+process beside a warm pull through the appliance: the pair is what a cold pull would cost on this
+machine if the cache's own overhead were zero, so the cold figure can be read against what is
+achievable here.
 
 ``python -m bench.fill_floor --host H --port P --server-name N --cafile F --dir D --repository R
 DIGEST...`` prints ``ready`` once connected, starts on a line on stdin, then prints ``done
@@ -61,8 +62,8 @@ def _read_head(conn: ssl.SSLSocket) -> tuple[int, dict[str, str], bytes]:
     return status, headers, rest
 
 
-def fetch_blob(conn: ssl.SSLSocket, host: str, path: str, digest: str, out: Path, auth: str | None) -> int:
-    """GET one blob on ``conn`` into ``out``: hashed, written, synced, checked.  Returns its size."""
+def fetch_blob(conn: ssl.SSLSocket, host: str, path: str, digest: str, fd: int, auth: str | None) -> int:
+    """GET one blob on ``conn`` and write it to ``fd``, hashed and checked.  Returns its size."""
     request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
     if auth:
         request += f"Authorization: Basic {auth}\r\n"
@@ -77,26 +78,45 @@ def fetch_blob(conn: ssl.SSLSocket, host: str, path: str, digest: str, out: Path
     if algorithm != "sha256":
         raise FloorError(f"{digest}: only sha256 digests are supported")
     hasher = hashlib.sha256(rest)
-    buffer = bytearray(BUFFER)
-    view = memoryview(buffer)
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, rest)
-        got = len(rest)
-        while got < length:
-            n = conn.recv_into(view, min(BUFFER, length - got))
-            if not n:
-                raise FloorError(f"{path}: cut off at {got} of {length} bytes")
-            hasher.update(view[:n])
-            os.write(fd, view[:n])
-            got += n
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-        out.unlink(missing_ok=True)
+    view = memoryview(bytearray(BUFFER))
+    os.write(fd, rest)
+    got = len(rest)
+    while got < length:
+        n = conn.recv_into(view, min(BUFFER, length - got))
+        if not n:
+            raise FloorError(f"{path}: cut off at {got} of {length} bytes")
+        hasher.update(view[:n])
+        os.write(fd, view[:n])
+        got += n
     if hasher.hexdigest() != expected:
         raise FloorError(f"{digest}: the bytes hash to sha256:{hasher.hexdigest()}")
     return length
+
+
+def fetch_all(conn: ssl.SSLSocket, args: argparse.Namespace, auth: str | None) -> tuple[float, int]:
+    """Every blob, one file each; seconds until the last one was checked, and the bytes fetched.
+
+    The files are synced after the clock stops, as the appliance lets readers finish before its
+    commit (fsync, rename) of a verified blob: the work is still done, beside whatever still runs.
+    """
+    started = time.monotonic()
+    total = 0
+    fds: list[int] = []
+    try:
+        for number, digest in enumerate(args.digests):
+            fds.append(
+                os.open(args.dir / f"floor-blob-{number}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            )
+            path = f"/v2/{args.repository}/blobs/{digest}"
+            total += fetch_blob(conn, args.server_name, path, digest, fds[-1], auth)
+        elapsed = time.monotonic() - started
+        for fd in fds:
+            os.fsync(fd)
+    finally:
+        for number, fd in enumerate(fds):
+            os.close(fd)
+            (args.dir / f"floor-blob-{number}").unlink(missing_ok=True)
+    return elapsed, total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,12 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         with context.wrap_socket(raw, server_hostname=args.server_name) as conn:
             print("ready", flush=True)
             sys.stdin.readline()
-            started = time.monotonic()
-            total = 0
-            for digest in args.digests:
-                path = f"/v2/{args.repository}/blobs/{digest}"
-                total += fetch_blob(conn, args.server_name, path, digest, args.dir / "floor-blob", auth)
-            print(f"done {time.monotonic() - started:.6f} {total}", flush=True)
+            elapsed, total = fetch_all(conn, args, auth)
+            print(f"done {elapsed:.6f} {total}", flush=True)
     except (FloorError, OSError, ValueError) as exc:
         print(f"fill floor: {exc}", file=sys.stderr)
         return 1
@@ -195,11 +211,18 @@ class FloorFill:
 
 
 def floor_pull(
-    image: ImageInfo, upstream: UpstreamRegistry, scratch: Path, *, cert_dir: Path, https_proxy: str
+    image: ImageInfo,
+    upstream: UpstreamRegistry,
+    scratch: Path,
+    *,
+    cert_dir: Path,
+    https_proxy: str,
+    fill_seconds: list[float] | None = None,
 ) -> float:
     """A warm pull of ``image`` through the proxy with a bare fill of its blobs alongside.
 
     The later of the two ends counts: a cold pull cannot finish before its fill has the last byte.
+    The fill's own time is appended to ``fill_seconds``.
     """
     if upstream.ca_file is None:
         raise FixtureError("the fill floor needs a TLS upstream")
