@@ -235,11 +235,16 @@ def floor_pull(
         [image.config_digest, *image.layer_digests],
         upstream.creds,
     )
-    fill.go()
-    pulled = timed_pull(
-        image.reference(upstream.name_port), scratch, cert_dir=cert_dir, https_proxy=https_proxy
-    )
-    filled, _ = fill.finish()
+    try:
+        fill.go()
+        pulled = timed_pull(
+            image.reference(upstream.name_port), scratch, cert_dir=cert_dir, https_proxy=https_proxy
+        )
+        filled, _ = fill.finish()
+    finally:
+        fill.close()
+    if fill_seconds is not None:
+        fill_seconds.append(filled)
     return max(pulled, filled)
 
 
