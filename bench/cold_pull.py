@@ -9,19 +9,21 @@ A third figure is the floor (``bench.fill_floor``): a warm pull through the appl
 process receives, hashes and writes the same blobs from the upstream alongside.  That is what any
 cache on this machine pays for a cold pull, with its own overhead taken out; reported without a
 target, beside the cold figure, so a gap to the target can be split into what is inherent here
-and what is the appliance's.
+and what is the appliance's.  Distribution's pull-through cache, restarted with its storage wiped
+before each pull (it has no purge), is the peer's cold pull, also reported without a target.
 """
 
 from __future__ import annotations
 
 import functools
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 
 from bench.fill_floor import floor_pull
 from bench.harness import Context, Metric, Target, interleave, median
-from bench.peers import appliance_for, restart_empty
+from bench.peers import DistributionCache, appliance_for, restart_empty
 from bench.pulls import timed_pull
 from bench.warm_pull import images
 from tests.fixtures.appliance import Appliance
@@ -56,8 +58,10 @@ def run(ctx: Context) -> list[Metric]:
     upstream = lab.upstream
     scratch = ctx.scratch(NAME)
     appliance = appliance_for(scratch / "appliance", lab.pki, upstream)
+    distribution = DistributionCache(scratch / "distribution", lab.pki, upstream)
     metrics: list[Metric] = []
     appliance.start()
+    distribution.start()
     try:
         trust = appliance.cert_dir()
 
@@ -65,6 +69,13 @@ def run(ctx: Context) -> list[Metric]:
             """Empty the cache (purge, or restart with it wiped), then time one pull through it."""
             empty(appliance)
             return timed_pull(reference, scratch, cert_dir=trust, https_proxy=appliance.url)
+
+        def through_distribution(reference: str) -> float:
+            """Restart distribution's cache with its storage wiped (it has no purge), then time a pull."""
+            distribution.stop()
+            shutil.rmtree(distribution.storage, ignore_errors=True)
+            distribution.start()
+            return timed_pull(reference, scratch, cert_dir=lab.pki.cert_dir)
 
         for kind, layers in images(ctx).items():
             image = lab.image(kind, layers)
@@ -84,6 +95,9 @@ def run(ctx: Context) -> list[Metric]:
                         cert_dir=trust,
                         https_proxy=appliance.url,
                         fill_seconds=fills,
+                    ),
+                    "distribution": functools.partial(
+                        through_distribution, image.reference(distribution.host_port)
                     ),
                     "direct": functools.partial(
                         timed_pull, image.reference(upstream.host_port), scratch, cert_dir=lab.pki.cert_dir
@@ -120,11 +134,20 @@ def run(ctx: Context) -> list[Metric]:
             metrics.append(
                 Metric(
                     NAME,
+                    f"{kind}: distribution cache cold / direct",
+                    med["distribution"] / med["direct"],
+                    "x",
+                )
+            )
+            metrics.append(
+                Metric(
+                    NAME,
                     f"{kind}: first pull after a restart / direct",
                     med["restarted"] / med["direct"],
                     "x",
                 )
             )
     finally:
+        distribution.stop()
         appliance.stop()
     return metrics
