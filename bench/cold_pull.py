@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from bench.fill_floor import floor_pull
 from bench.harness import Context, Metric, Target, interleave, median
-from bench.peers import DistributionCache, appliance_for, restart_empty
+from bench.peers import DistributionCache, appliance_for, restart_empty, settle
 from bench.pulls import timed_pull
 from bench.warm_pull import images
 from tests.fixtures.appliance import Appliance
@@ -75,7 +75,9 @@ def run(ctx: Context) -> list[Metric]:
             distribution.stop()
             shutil.rmtree(distribution.storage, ignore_errors=True)
             distribution.start()
-            return timed_pull(reference, scratch, cert_dir=lab.pki.cert_dir)
+            seconds = timed_pull(reference, scratch, cert_dir=lab.pki.cert_dir)
+            settle()  # it does not fsync: its writes would land on the next peer's pull
+            return seconds
 
         for kind, layers in images(ctx).items():
             image = lab.image(kind, layers)
@@ -83,6 +85,7 @@ def run(ctx: Context) -> list[Metric]:
             fills: list[float] = []
             # Every peer leaves the cache warm (the cold ones fill it), which the floor's pull needs.
             timed_pull(cold, scratch, cert_dir=trust, https_proxy=appliance.url)
+            settle()
             times = interleave(
                 {
                     "appliance": functools.partial(through_appliance, purge, cold),

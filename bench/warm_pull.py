@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench.harness import Context, Metric, Target, interleave, median
-from bench.peers import DistributionCache, appliance_for
+from bench.peers import DistributionCache, appliance_for, settle
 from bench.pulls import timed_pull
 
 NAME = "warm_pull"
@@ -45,6 +45,7 @@ def run(ctx: Context) -> list[Metric]:
             }
             pulls["appliance"]()
             pulls["distribution"]()
+            settle()
             times = interleave(pulls, ctx.profile.runs)
             med = {peer: median(values) for peer, values in times.items()}
             ctx.log(f"  warm {kind}: " + ", ".join(f"{p} {t:.3f}s" for p, t in med.items()))
