@@ -137,6 +137,14 @@ def run(ctx: Context) -> list[Metric]:
             metrics.append(
                 Metric(
                     NAME,
+                    f"{kind}: appliance cold / floor (its own overhead)",
+                    med["appliance"] / med["floor"],
+                    "x",
+                )
+            )
+            metrics.append(
+                Metric(
+                    NAME,
                     f"{kind}: distribution cache cold / direct",
                     med["distribution"] / med["direct"],
                     "x",
