@@ -160,20 +160,21 @@ class Lab:
     def image(self, name: str, layer_sizes: tuple[int, ...]) -> ImageInfo:
         """``bench/NAME:latest`` with these layers, pushed once (seeded by name: stable digests)."""
         key = (name, layer_sizes)
-        if key not in self._images and max(layer_sizes) > _FIXTURE_LAYER_LIMIT:
-            self._images[key] = push_big_image(
-                self.upstream, f"bench/{name}", self.workdir / "images", layer_sizes
-            )
-        if key not in self._images:
-            self._images[key] = push_image(
+        if key in self._images:
+            return self._images[key]
+        if max(layer_sizes) > _FIXTURE_LAYER_LIMIT:
+            image = push_big_image(self.upstream, f"bench/{name}", self.workdir / "images", layer_sizes)
+        else:
+            image = push_image(
                 self.upstream,
                 f"bench/{name}",
                 self.workdir / "images",
                 layer_sizes=layer_sizes,
                 seed=zlib.crc32(f"{name}{layer_sizes}".encode()),
             )
-            settle()
-        return self._images[key]
+        settle()
+        self._images[key] = image
+        return image
 
     def close(self) -> None:
         self.upstream.stop()
