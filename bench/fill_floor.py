@@ -185,16 +185,16 @@ class FloorFill:
     def finish(self, timeout: float = 600) -> tuple[float, int]:
         """Seconds from ``go()`` until everything was fetched and checked, and the bytes fetched."""
         try:
-            out, _ = self._proc.communicate(timeout=timeout)
+            out, err = self._proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.communicate()
             raise FixtureError(f"fill floor took longer than {timeout} s") from None
         if self._proc.returncode != 0:
-            self._fail(f"exited with {self._proc.returncode}")
+            raise FixtureError(f"fill floor exited with {self._proc.returncode}: {err.strip()}")
         words = out.split()
         if len(words) != 3 or words[0] != "done":
-            self._fail(f"unexpected output {out!r}")
+            raise FixtureError(f"fill floor: unexpected output {out!r}: {err.strip()}")
         return float(words[1]), int(words[2])
 
     def close(self) -> None:
@@ -204,6 +204,7 @@ class FloorFill:
             self._proc.communicate()
 
     def _fail(self, what: str) -> None:
+        """Before ``finish``: stop the process and raise with what it said."""
         if self._proc.poll() is None:
             self._proc.kill()
         _, err = self._proc.communicate()

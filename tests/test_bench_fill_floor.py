@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,14 @@ def test_reports_an_answer_that_is_not_the_blob(
     fill.go()
     with pytest.raises(FixtureError, match="answered 401"):
         fill.finish()
+
+
+def test_says_why_when_it_cannot_reach_the_registry(
+    pki: TestPKI, push_test_image: ImagePusher, open_registry: UpstreamRegistry, tmp_path: Path
+) -> None:
+    image = push_test_image(open_registry, layer_sizes=(4096,))
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # bound, never listening: connections are refused
+        with pytest.raises(FixtureError, match=r"did not connect.*Connection refused"):
+            _fill(("127.0.0.1", port), pki, tmp_path, image)
