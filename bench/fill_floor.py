@@ -3,23 +3,23 @@
 A cold pull through any cache costs, on top of serving the client, receiving every blob from the
 upstream over TLS, hashing it and writing it to disk.  This module does exactly that and nothing
 else: one keep-alive TLS connection opened before the clock starts, blocking reads into one 1 MiB
-buffer, SHA-256 and ``write`` of each read (all three release the GIL and run in native code),
-the digest checked, and ``fsync`` once the clock has stopped.  ``cold_pull`` runs it in its own
-process beside a warm pull through the appliance: the pair is what a cold pull would cost on this
-machine if the cache's own overhead were zero, so the cold figure can be read against what is
-achievable here.
+buffer, the digest's hash and ``write`` of each read (all three release the GIL and run in native
+code), the digest checked as the appliance checks it (``appliance.digests``), and ``fsync`` once
+the clock has stopped.  ``cold_pull`` runs it in its own process beside a warm pull through the
+appliance: the pair is what a cold pull would cost on this machine if the cache's own overhead
+were zero, so the cold figure can be read against what is achievable here.
 
 ``python -m bench.fill_floor --host H --port P --server-name N --cafile F --dir D --repository R
 DIGEST...`` prints ``ready`` once connected, starts on a line on stdin, then prints ``done
 SECONDS BYTES``.  ``FILL_FLOOR_AUTH=user:password`` in the environment adds Basic credentials.
-Any wrong answer (status, length, digest) exits 1 with the reason on stderr.
+Any wrong answer (status, a body cut short, digest) exits 1 with the reason on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
+import http.client
 import os
 import socket
 import ssl
@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from appliance.digests import parse_digest
 from bench.harness import ROOT
 from bench.pulls import timed_pull
 from tests.fixtures.images import ImageInfo
@@ -35,65 +36,35 @@ from tests.fixtures.process import FixtureError, clean_env
 from tests.fixtures.registry import UpstreamRegistry
 
 BUFFER = 1024 * 1024
-_HEAD_LIMIT = 64 * 1024
 
 
 class FloorError(Exception):
     """The upstream's answer was not the blob asked for."""
 
 
-def _read_head(conn: ssl.SSLSocket) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers (lower-case names) and whatever body bytes came with the head."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        more = conn.recv(65536)
-        if not more:
-            raise FloorError("connection closed before the response head")
-        data += more
-        if len(data) > _HEAD_LIMIT:
-            raise FloorError("response head too long")
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return status, headers, rest
-
-
-def fetch_blob(conn: ssl.SSLSocket, host: str, path: str, digest: str, fd: int, auth: str | None) -> int:
+def fetch_blob(conn: http.client.HTTPSConnection, path: str, digest: str, fd: int, auth: str | None) -> int:
     """GET one blob on ``conn`` and write it to ``fd``, hashed and checked.  Returns its size."""
-    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
-    if auth:
-        request += f"Authorization: Basic {auth}\r\n"
-    conn.sendall((request + "\r\n").encode())
-    status, headers, rest = _read_head(conn)
-    if status != 200:
-        raise FloorError(f"{path}: answered {status}")
-    if not headers.get("content-length", "").isdigit():
-        raise FloorError(f"{path}: no Content-Length (chunked bodies are not supported here)")
-    length = int(headers["content-length"])
-    algorithm, _, expected = digest.partition(":")
-    if algorithm != "sha256":
-        raise FloorError(f"{digest}: only sha256 digests are supported")
-    hasher = hashlib.sha256(rest)
+    expected = parse_digest(digest)
+    conn.request("GET", path, headers={"Authorization": f"Basic {auth}"} if auth else {})
+    response = conn.getresponse()
+    if response.status != 200:
+        response.read()
+        raise FloorError(f"{path}: answered {response.status}")
+    hasher = expected.hasher()
     view = memoryview(bytearray(BUFFER))
-    os.write(fd, rest)
-    got = len(rest)
-    while got < length:
-        n = conn.recv_into(view, min(BUFFER, length - got))
-        if not n:
-            raise FloorError(f"{path}: cut off at {got} of {length} bytes")
+    while n := response.readinto(view):
         hasher.update(view[:n])
         os.write(fd, view[:n])
-        got += n
-    if hasher.hexdigest() != expected:
-        raise FloorError(f"{digest}: the bytes hash to sha256:{hasher.hexdigest()}")
-    return length
+    if response.length:  # http.client's readinto ends quietly when the body stops short
+        raise FloorError(f"{path}: cut off at {hasher.length} of {hasher.length + response.length} bytes")
+    if not hasher.matches(expected):
+        raise FloorError(f"{digest}: the bytes hash to {hasher.digest()}")
+    return hasher.length
 
 
-def fetch_all(conn: ssl.SSLSocket, args: argparse.Namespace, auth: str | None) -> tuple[float, int]:
+def fetch_all(
+    conn: http.client.HTTPSConnection, args: argparse.Namespace, auth: str | None
+) -> tuple[float, int]:
     """Every blob, one file each; seconds until the last one was checked, and the bytes fetched.
 
     The files are synced after the clock stops, as the appliance lets readers finish before its
@@ -108,7 +79,7 @@ def fetch_all(conn: ssl.SSLSocket, args: argparse.Namespace, auth: str | None) -
                 os.open(args.dir / f"floor-blob-{number}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             )
             path = f"/v2/{args.repository}/blobs/{digest}"
-            total += fetch_blob(conn, args.server_name, path, digest, fds[-1], auth)
+            total += fetch_blob(conn, path, digest, fds[-1], auth)
         elapsed = time.monotonic() - started
         for fd in fds:
             os.fsync(fd)
@@ -132,16 +103,21 @@ def main(argv: list[str] | None = None) -> int:
     creds = os.environ.get("FILL_FLOOR_AUTH")
     auth = base64.b64encode(creds.encode()).decode() if creds else None
     context = ssl.create_default_context(cafile=args.cafile)
+    # Named for SNI and Host, connected to the address given (the made-up name does not resolve).
+    conn = http.client.HTTPSConnection(args.server_name, args.port, context=context, timeout=60)
     try:
         raw = socket.create_connection((args.host, args.port), timeout=60)
-        with context.wrap_socket(raw, server_hostname=args.server_name) as conn:
-            print("ready", flush=True)
-            sys.stdin.readline()
-            elapsed, total = fetch_all(conn, args, auth)
-            print(f"done {elapsed:.6f} {total}", flush=True)
-    except (FloorError, OSError, ValueError) as exc:
-        print(f"fill floor: {exc}", file=sys.stderr)
+        conn.sock = context.wrap_socket(raw, server_hostname=args.server_name)
+        print("ready", flush=True)
+        sys.stdin.readline()
+        elapsed, total = fetch_all(conn, args, auth)
+        print(f"done {elapsed:.6f} {total}", flush=True)
+    except (FloorError, OSError, ValueError, http.client.HTTPException) as exc:
+        # http.client's errors say what happened in their type (IncompleteRead, RemoteDisconnected).
+        print(f"fill floor: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        conn.close()
     return 0
 
 
