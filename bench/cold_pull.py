@@ -126,38 +126,13 @@ def run(ctx: Context) -> list[Metric]:
                     detail,
                 )
             )
-            metrics.append(
-                Metric(
-                    NAME,
-                    f"{kind}: floor (warm pull + bare fill alongside) / direct",
-                    med["floor"] / med["direct"],
-                    "x",
-                )
-            )
-            metrics.append(
-                Metric(
-                    NAME,
-                    f"{kind}: appliance cold / floor (its own overhead)",
-                    med["appliance"] / med["floor"],
-                    "x",
-                )
-            )
-            metrics.append(
-                Metric(
-                    NAME,
-                    f"{kind}: distribution cache cold / direct",
-                    med["distribution"] / med["direct"],
-                    "x",
-                )
-            )
-            metrics.append(
-                Metric(
-                    NAME,
-                    f"{kind}: first pull after a restart / direct",
-                    med["restarted"] / med["direct"],
-                    "x",
-                )
-            )
+            reported = {
+                "floor (warm pull + bare fill alongside) / direct": med["floor"] / med["direct"],
+                "appliance cold / floor (its own overhead)": med["appliance"] / med["floor"],
+                "distribution cache cold / direct": med["distribution"] / med["direct"],
+                "first pull after a restart / direct": med["restarted"] / med["direct"],
+            }
+            metrics.extend(Metric(NAME, f"{kind}: {name}", value, "x") for name, value in reported.items())
     finally:
         distribution.stop()
         appliance.stop()
