@@ -1,12 +1,12 @@
 """Process-wide memory settings for the engine (glibc malloc).
 
-Blob chunks (64 KiB - 1 MiB) are read in worker threads and freed on the event loop's thread. With
+Blob chunks (32 KiB - 2 MiB) are read in worker threads and freed on the event loop's thread. With
 glibc's defaults every thread gets its own malloc arena, and freed chunks stay on the arenas' heaps
 instead of going back to the kernel: a herd of 50 clients left the process at ~190 MB. Two arenas
 stop the per-thread hoarding. (Forcing every chunk into its own mmap also fixed the herd, but the
 page faults halved TLS hit throughput; a periodic ``malloc_trim`` did not lower the peak.)
 
-Blob-sized buffers (the TLS layer's reads and joins, HTTP body slices, chunks of up to 1 MiB) are
+Blob-sized buffers (the TLS layer's reads and joins, HTTP body slices, chunks of up to 2 MiB) are
 allocated and freed thousands of times a second. Above glibc's mmap threshold each one is a fresh
 mapping, so a 1 MiB copy costs 256 page faults (0.45 ms instead of 0.03 ms); below it, freed heap
 tops go back to the kernel at the trim threshold and fault in again on the next request. Fixed
@@ -27,7 +27,8 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 ARENA_MAX = 2
-# Above the largest buffer a blob stream allocates (a 1 MiB read joined from TLS records).
+# Above the largest buffer a blob stream allocates (a hit's 2 MiB read; a fill's 1 MiB join of TLS
+# records).
 MMAP_THRESHOLD = 4 * 1024 * 1024
 # Free memory kept at the top of a heap before it is returned to the kernel.
 TRIM_THRESHOLD = 16 * 1024 * 1024
