@@ -25,9 +25,13 @@ if TYPE_CHECKING:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    from appliance.config_load import load_config
+    """The configuration with ``--cache-dir`` and ``--socket`` applied as ``run`` applies its flags."""
+    from appliance.config_load import Overrides, load_config
 
-    result = load_config(None, os.environ, args.config)
+    overrides = Overrides(
+        cache_dir=getattr(args, "cache_dir", None), control_socket=getattr(args, "socket", None)
+    )
+    result = load_config(overrides, os.environ, args.config)
     for warning in result.warnings:
         print(f"appliance: warning: {warning}", file=sys.stderr)
     return result.config
@@ -47,6 +51,9 @@ def _open_offline(config: Config) -> BlobCache:
 async def _offline(config: Config, action: str, args: argparse.Namespace) -> int:
     from appliance.cache.lock import CacheLock
 
+    if getattr(args, "cache_dir", None) is not None and not config.cache_dir.is_dir():
+        # Named on the command line: a typo must not become a new, empty cache.
+        raise ConfigError("--cache-dir", f"{config.cache_dir} is not a directory")
     lock = CacheLock(config.cache_dir)
     try:
         lock.acquire()

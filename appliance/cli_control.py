@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -49,18 +50,45 @@ def _offline_fallback(
     """Through the running engine when there is one; on the cache directory itself when not."""
 
     def run(args: argparse.Namespace) -> int:
+        from appliance.cli_cache import run_offline
+
         try:
+            if args.cache_dir is not None and not _engine_serves(args, Path(args.cache_dir).expanduser()):
+                # The engine answering on the socket has another cache: this one is not in use by it
+                # (the cache directory's lock still refuses it if some other engine holds it).
+                return run_offline(action, args)
             return handler(args)
         except EngineUnavailable:
-            from appliance.cli_cache import run_offline
-
             return run_offline(action, args)
 
     return run
 
 
+def _engine_serves(args: argparse.Namespace, cache_dir: Path) -> bool:
+    """Whether the engine on the control socket serves ``cache_dir`` (raises EngineUnavailable)."""
+    view = commands.engine_config(args)
+    try:
+        return os.path.samefile(view.cache_dir, cache_dir)
+    except OSError:  # either one missing: not the same directory
+        return False
+
+
+def _cache_dir_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="the cache directory, as given to `run --cache-dir` (used directly when the engine is stopped)",
+    )
+
+
 def _common(parser: argparse.ArgumentParser, *, json_flag: bool = False) -> None:
-    parser.add_argument("--socket", metavar="PATH", help="control socket (default: from the configuration)")
+    parser.add_argument(
+        "--socket",
+        "--control-socket",
+        dest="socket",
+        metavar="PATH",
+        help="control socket, as given to `run --control-socket` (default: from the configuration)",
+    )
     parser.add_argument("--config", metavar="FILE", type=Path, help="TOML file naming the control socket")
     if json_flag:
         parser.add_argument("--json", action="store_true", help="print the protocol's JSON")
@@ -141,6 +169,7 @@ def register(subparsers: Any) -> None:
     cache = _group(subparsers, "cache", "the blob and manifest cache (works on a stopped engine too)")
     ls = _leaf(cache, "ls", "cached repositories", _offline_fallback("ls", commands.cache_ls), json_flag=True)
     ls.add_argument("--registry")
+    _cache_dir_flag(ls)
     purge = _leaf(
         cache,
         "purge",
@@ -152,6 +181,7 @@ def register(subparsers: Any) -> None:
     purge.add_argument("--repository")
     purge.add_argument("--digest")
     purge.add_argument("--all", action="store_true")
+    _cache_dir_flag(purge)
     for name, pinned in (("pin", True), ("unpin", False)):
         parser = _leaf(
             cache,
@@ -168,6 +198,7 @@ def register(subparsers: Any) -> None:
         json_flag=True,
     )
     verify.add_argument("--repair", action="store_true")
+    _cache_dir_flag(verify)
 
 
 __all__ = ["register"]

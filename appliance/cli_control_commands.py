@@ -55,6 +55,11 @@ def _call(args: argparse.Namespace, call: Callable[[ControlClient], Awaitable[T]
     return asyncio.run(main())
 
 
+def engine_config(args: argparse.Namespace) -> p.ConfigView:
+    """The running engine's configuration (raises EngineUnavailable when none answers)."""
+    return _call(args, lambda c: c.config())
+
+
 def _print_json(payload: p.Payload) -> None:
     print(json.dumps(payload.to_json(), indent=2))
 
