@@ -26,6 +26,7 @@ from textual.pilot import Pilot
 
 from tests.tui.fake_engine import FakeEngine
 from tui.app import DashboardApp
+from tui.screens.forms import RegistryForm
 from tui.screens.registries import RegistriesScreen
 
 SIZES = [(80, 24), (160, 48)]
@@ -62,7 +63,7 @@ def _app(socket: Path) -> DashboardApp:
     )
 
 
-def _until(check: Callable[[DashboardApp], bool]) -> Callable[[Pilot[Any]], Any]:
+def _until(check: Callable[[DashboardApp], bool], *, settle: bool = True) -> Callable[[Pilot[Any]], Any]:
     async def run_before(pilot: Pilot[Any]) -> None:
         app = pilot.app
         assert isinstance(app, DashboardApp)
@@ -72,13 +73,24 @@ def _until(check: Callable[[DashboardApp], bool]) -> Callable[[Pilot[Any]], Any]
             await pilot.pause(0.05)
         else:
             raise AssertionError("the app never reached the state to snapshot")
-        await pilot.pause(0.3)  # past the 100 ms batching of the request table
+        if settle:
+            await pilot.pause(0.3)  # past the 100 ms batching of the request table
 
     return run_before
 
 
 def _dashboard_ready(app: DashboardApp) -> bool:
     return app.state.connected and app.state.stats is not None and app.feed.received >= 60
+
+
+def _form_ready(app: DashboardApp) -> bool:
+    screen = app.screen
+    return (
+        isinstance(screen, RegistryForm)
+        and screen.existing is not None
+        and app.focused is not None
+        and app.focused.id == "aliases"
+    )
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -107,7 +119,11 @@ def test_registry_form_snapshot(snap_compare: Any, fake_engine: FakeEngine, size
         await pilot.press("r")
         await _until(lambda app: isinstance(app.screen, RegistriesScreen))(pilot)
         await pilot.press("down", "down", "e")
-        await pilot.pause(0.3)
+        # The form is up once it has focused its first editable field (on_mount); then let what
+        # that focus scheduled (the cursor, the scroll) settle.  A fixed pause lost this race under load.
+        await _until(_form_ready, settle=False)(pilot)
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause()
 
     assert snap_compare(_app(fake_engine.socket_path), terminal_size=size, run_before=run_before)
 
