@@ -219,7 +219,12 @@ async def test_close_cancels_a_pull_ahead_in_progress(cache: BlobCache) -> None:
     lab = _Lab(cache, [payload(100_000, 1), payload(100_000, 2)], gate=gate)
     ahead = PullAhead(cache, per_image=4)
     ahead.note_manifest(REG, REPO, "sha256:m", lab.body, oci.OCI_MANIFEST)
-    ahead.on_blob(REG, REPO, list(lab.data)[1], lab.fetch_for)
-    await asyncio.sleep(0.05)
+    config, layer = list(lab.data)
+    ahead.on_blob(REG, REPO, layer, lab.fetch_for)
+    # Started for real: the config's body is flowing and held at the gate after its first chunk.
+    await asyncio.wait_for(lab.upstreams[config].first_sent.wait(), 5)
+    assert ahead.running == 1
     await asyncio.wait_for(ahead.close(), 5)
     assert ahead.running == 0
+    assert ahead.fetched == 0  # cancelled while held, not finished
+    assert lab.upstreams[config].sent < len(lab.data[config])
