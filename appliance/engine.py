@@ -312,6 +312,8 @@ class Engine:
             "uptime": round(time.time() - self.started, 1),
             # Registry requests being served; 0 means every finished one is in the access log.
             "requests_active": self.proxy.active,
+            # Pull-aheads running (each started before the request that triggered it was answered).
+            "pull_aheads_active": self.pull_ahead.running,
             "message": "docker-registry-proxy: The docker caching proxy is working!",
         }
         return web.json_response(body)

@@ -37,6 +37,23 @@ def _upstream_blob_gets(registry: UpstreamRegistry, image: ImageInfo) -> Counter
     return Counter(str(r.path).rsplit("/", 1)[-1] for r in registry.blob_requests(image.repository))
 
 
+def _wait_until_idle(appliance: Appliance, within: float = 10.0) -> None:
+    """Until no request is being served and no pull-ahead runs.
+
+    A pull-ahead starts with the fill of the blob that triggers it, before that blob is answered:
+    once the client has its answers, any pull-ahead they caused is counted here until it has
+    finished, so "none running" after them means none was started or all have asked upstream.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        health = appliance.health()
+        if health["requests_active"] == 0 and health["pull_aheads_active"] == 0:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the appliance did not settle within {within}s: {health}")
+        time.sleep(0.02)
+
+
 def _wait_for_gets(registry: UpstreamRegistry, image: ImageInfo, count: int, within: float = 10.0) -> None:
     deadline = time.monotonic() + within
     while sum(_upstream_blob_gets(registry, image).values()) < count and time.monotonic() < deadline:
@@ -83,7 +100,7 @@ def test_an_inspection_reads_the_manifest_and_config_and_downloads_no_layer(
         # What `skopeo inspect` does: the manifest, then the config blob.
         _get(appliance, open_registry, f"{image.repository}/manifests/{image.tag}")
         _get(appliance, open_registry, f"{image.repository}/blobs/{image.config_digest}")
-        time.sleep(1.0)  # a pull-ahead, had one started, would have asked upstream by now
+        _wait_until_idle(appliance)
         assert _upstream_blob_gets(open_registry, image) == Counter([image.config_digest])
         assert "pull-ahead" not in appliance.log_text()
 
@@ -96,7 +113,7 @@ def test_pull_ahead_off_leaves_the_other_layers_to_the_client(
         open_registry.clear_requests()
         _get(appliance, open_registry, f"{image.repository}/manifests/{image.tag}")
         _get(appliance, open_registry, f"{image.repository}/blobs/{image.layer_digests[0]}")
-        time.sleep(1.0)
+        _wait_until_idle(appliance)
         assert _upstream_blob_gets(open_registry, image) == Counter([image.layer_digests[0]])
 
 
