@@ -153,8 +153,25 @@ async def test_bookkeeping_that_fails_is_logged_and_harms_nothing_else(
     assert "cache index bookkeeping failed: database or disk is full" in caplog.text
 
 
-async def test_bookkeeping_after_close_is_dropped_quietly(tmp_path: Path) -> None:
+async def test_bookkeeping_after_close_is_dropped_quietly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     idx = CacheIndex(tmp_path / "index.sqlite")
     await idx.open()
+    await _ready(idx, key(1), 10, 1.0, repository="r1")
     await idx.close()
-    idx.touch_soon(key(1), 1.0)  # a request finishing during shutdown must not raise
+
+    with caplog.at_level("DEBUG", logger="appliance.cache.index"):
+        # A request finishing during shutdown: no exception, no complaint, and nothing written.
+        idx.touch_soon(key(1), 99.0)
+        idx.add_ref_soon(REG, "late", str(key(1).digest))
+    assert caplog.records == []
+
+    reopened = CacheIndex(tmp_path / "index.sqlite")
+    await reopened.open()
+    try:
+        entry = await reopened.get(key(1))
+        assert entry is not None and entry.last_access == 1.0
+        assert [r.repository for r in await reopened.list_repositories(REG)] == ["r1"]
+    finally:
+        await reopened.close()
