@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,14 @@ from tests.cache.conftest import CacheFactory
 from tests.cache.helpers import REG, REPO, Upstream, payload, read_all, sha256, tmp_files
 
 MIB = 1024 * 1024
+
+
+async def _until(condition: Callable[[], bool], limit: float = 5.0) -> None:
+    """Wait until ``condition()`` holds, checking it every loop turn or so: on state, not on time."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.001)
 
 
 async def test_miss_then_hit_fetches_upstream_once_and_serves_identical_bytes(
@@ -172,9 +181,12 @@ async def test_fetch_error_before_first_byte_reaches_every_waiter_and_is_not_cac
     data = payload(100)
     down = Upstream(data, fail_before=UpstreamError(REG, "connection refused"), gate=asyncio.Event())
     waiters = asyncio.gather(
-        *(cache.open_or_fill(REG, REPO, sha256(data), down.fetch) for _ in range(5)), return_exceptions=True
+        *(cache.open_or_fill(REG, f"repo{i}", sha256(data), down.fetch) for i in range(5)),
+        return_exceptions=True,
     )
-    await asyncio.sleep(0.5)  # all five find the fill in flight before it fails
+    # All five find the fill in flight before it fails: the four that joined it are on record.
+    key = BlobKey.of(REG, Kind.BLOB, sha256(data))
+    await _until(lambda: (fill := cache.fills.get(key)) is not None and len(fill.other_repositories) == 4)
     assert down.gate is not None
     down.gate.set()
     results = await waiters
@@ -224,7 +236,8 @@ async def test_client_cancelled_while_waiting_for_fetch_does_not_cancel_the_fill
         return await real_fetch()
 
     task = asyncio.create_task(cache.open_or_fill(REG, REPO, sha256(data), slow_fetch))
-    await asyncio.sleep(0.01)
+    await _until(lambda: cache.fills.get(BlobKey.of(REG, Kind.BLOB, sha256(data))) is not None)
+    assert not task.done()  # waiting for the upstream's answer
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -446,7 +459,7 @@ async def test_on_miss_runs_when_a_fill_starts_before_the_upstream_answers(make_
     opening = asyncio.ensure_future(
         cache.open_or_fill(REG, REPO, sha256(data), slow_fetch, on_miss=lambda: calls.append("starter"))
     )
-    await asyncio.sleep(0.01)
+    await _until(lambda: calls != [])
     assert calls == ["starter"] and not opening.done()  # called while the upstream is still silent
     joining = asyncio.ensure_future(
         cache.open_or_fill(REG, REPO, sha256(data), slow_fetch, on_miss=lambda: calls.append("joiner"))

@@ -46,7 +46,11 @@ async def test_inflight_reports_bytes_total_and_readers(make_cache: CacheFactory
     up = Upstream(data, chunk=100_000, gate=gate)
     readers = [await cache.open_or_fill(REG, REPO, sha256(data), up.fetch) for _ in range(2)]
     await up.first_sent.wait()
-    await asyncio.sleep(0.02)
+    # The first chunk is sent; the fill reports it once it is on disk.
+    deadline = time.monotonic() + 5
+    while cache.inflight()[0].done < 100_000:
+        assert time.monotonic() < deadline, cache.inflight()
+        await asyncio.sleep(0.001)
     [progress] = cache.inflight()
     assert (progress.registry, progress.repository, progress.digest) == (REG, REPO, sha256(data))
     assert (progress.done, progress.total, progress.readers) == (100_000, 300_000, 2)
