@@ -216,3 +216,26 @@ async def test_a_tag_whose_digest_header_contradicts_its_body_is_refused(
         assert response.status == 502
         assert proxy.last_event().status is CacheStatus.ERROR
         assert await proxy.manifests.get_by_digest(proxy.registry.host, image.digest) is None
+
+
+async def test_a_moved_tag_whose_new_manifest_cannot_be_fetched_is_served_stale(
+    upstream: CountingUpstream, image: Image, tmp_path: Path
+) -> None:
+    def get_fails(request: web.Request) -> web.StreamResponse | None:
+        if request.method == "GET" and request.path == TAG_PATH:
+            return web.json_response({"errors": [{"code": "UNAVAILABLE", "message": "busy"}]}, status=503)
+        return None
+
+    async with ProxyUnderTest(upstream, tmp_path, registry={"tag_ttl": 0.0}) as proxy:
+        await proxy.get(TAG_PATH)
+        upstream.add_image(REPO, "v1", [b"three"])  # the HEAD sees the tag moved ...
+        upstream.intercept = get_fails  # ... and the GET for the new manifest fails
+
+        response, body = await proxy.get(TAG_PATH)
+
+        assert response.status == 200 and body == image.manifest.body
+        event = proxy.last_event()
+        assert event.status is CacheStatus.STALE
+        assert "503" in event.message
+    assert upstream.count("HEAD", TAG_PATH) == 1
+    assert upstream.count("GET", TAG_PATH) == 2
