@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -91,11 +92,13 @@ async def test_the_last_chunk_counts_even_when_its_write_finished_before_the_fil
         cache = await make_cache()
         data = payload(200_000, turns)
 
-        async def body(data: bytes = data, turns: int = turns) -> AsyncIterator[bytes]:
+        async def body(
+            data: bytes = data, turns: int = turns, cache: BlobCache = cache
+        ) -> AsyncIterator[bytes]:
             for offset in range(0, len(data), 65536):
                 yield data[offset : offset + 65536]
             await asyncio.sleep(0)  # the write and hash tasks start and hand their work to threads
-            time.sleep(0.05)  # noqa: ASYNC251 - blocks the loop on purpose: the worker threads finish
+            _write_threads_drained(cache)  # blocks the loop on purpose, until those threads are done
             for _ in range(turns):
                 await asyncio.sleep(0)
 
@@ -114,6 +117,21 @@ async def test_the_last_chunk_counts_even_when_its_write_finished_before_the_fil
         assert await read_all(hit.chunks()) == data, f"after {turns} turns"
         await hit.close()
         await cache.close()
+
+
+def _write_threads_drained(cache: BlobCache) -> None:
+    """Block until every job queued on the store's write threads before now has finished.
+
+    One barrier job per write thread: the queue is first in, first out, so all of them can only be
+    running at once after every earlier job has been taken and finished.
+    """
+    store = cache.store
+    assert isinstance(store, FileBlobStore)
+    pool = store._files.write_pool
+    barrier = threading.Barrier(pool._max_workers + 1)
+    for _ in range(pool._max_workers):
+        pool.submit(barrier.wait, 5)
+    barrier.wait(5)
 
 
 class _HeldWrites(TempBlob):
