@@ -28,6 +28,7 @@ from tests.tui.fake_engine import FakeEngine
 from tui.app import DashboardApp
 from tui.screens.forms import RegistryForm
 from tui.screens.registries import RegistriesScreen
+from tui.widgets.event_table import EventTable
 
 SIZES = [(80, 24), (160, 48)]
 
@@ -74,13 +75,24 @@ def _until(check: Callable[[DashboardApp], bool], *, settle: bool = True) -> Cal
         else:
             raise AssertionError("the app never reached the state to snapshot")
         if settle:
-            await pilot.pause(0.3)  # past the 100 ms batching of the request table
+            # The request table redraws in batches (every 100 ms or more): wait until it has drawn
+            # the whole feed and has no redraw pending, then for what that redraw scheduled.
+            await _until(_tables_drawn, settle=False)(pilot)
+            await pilot.wait_for_scheduled_animations()
+            await pilot.pause()
 
     return run_before
 
 
 def _dashboard_ready(app: DashboardApp) -> bool:
     return app.state.connected and app.state.stats is not None and app.feed.received >= 60
+
+
+def _tables_drawn(app: DashboardApp) -> bool:
+    return all(
+        table._drawn_version == app.feed.version and table._timer is None
+        for table in app.screen.query(EventTable)
+    )
 
 
 def _form_ready(app: DashboardApp) -> bool:
