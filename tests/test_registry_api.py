@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from appliance.config import Credential, Secret
 from appliance.events import CacheStatus
 from appliance.registry_api import PING_TTL
-from tests.fixtures.counting_upstream import CountingUpstream, Image
-from tests.fixtures.registry_proxy import ProxyUnderTest
+from tests.fixtures.counting_upstream import Auth, CountingUpstream, Image
+from tests.fixtures.registry_proxy import UPSTREAM_NAME, ProxyUnderTest
 
 REPO = "team/app"
 
@@ -164,3 +165,25 @@ async def test_a_push_is_relayed_when_push_is_allowed(
     assert response.status == 404
     assert upstream.count("POST", f"/v2/{REPO}/blobs/uploads/") == 1
     assert proxy.last_event().status is CacheStatus.BYPASS
+
+
+async def test_a_warm_pull_from_a_token_registry_asks_neither_the_registry_nor_its_realm(
+    tmp_path: Path,
+) -> None:
+    async with CountingUpstream(auth=Auth.BEARER) as upstream:
+        image = upstream.add_image(REPO, "v1", [b"a" * 1000, b"b" * 2000])
+        upstream.realm = f"http://{UPSTREAM_NAME}:{upstream.port}/token"
+        async with ProxyUnderTest(upstream, tmp_path, registry={"tag_ttl": 3600.0}) as proxy:
+            user, password = upstream.credentials
+            credential = Credential(scope=proxy.registry.host, username=user, password=Secret(password))
+            proxy.reconfigure_config(credentials=(credential,))
+            cold = await pull(proxy, image)
+            assert cold == [CacheStatus.BYPASS] + [CacheStatus.MISS] * 4
+            cold_requests = upstream.count()
+            assert upstream.count("GET", "/token") == 2  # one token for /v2/, one for the repository
+            assert all(r.authorization is not None for r in upstream.matching(prefix=f"/v2/{REPO}/blobs/"))
+
+            warm = await pull(proxy, image)
+
+        assert warm == [CacheStatus.HIT] * 5
+        assert upstream.count() == cold_requests
