@@ -17,6 +17,15 @@ from appliance.pullahead import Blob, PullAhead, blobs_of
 from tests.cache.helpers import REG, REPO, Upstream, payload, read_all, sha256
 
 
+async def _until(condition: Callable[[], bool], limit: float = 5.0) -> None:
+    """Wait until ``condition()`` holds, checking it every loop turn or so: on state, not on time."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.001)
+
+
 def _manifest(config: dict[str, object], layers: list[dict[str, object]]) -> bytes:
     return json.dumps(
         {"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST, "config": config, "layers": layers}
@@ -74,6 +83,7 @@ class _Lab:
         self.upstreams = {d: Upstream(b, **upstream) for d, b in self.data.items()}  # type: ignore[arg-type]
         self.running = 0
         self.most_running = 0
+        self.hold: asyncio.Event | None = None  # when set: fetches wait for it once started
         self.body = _manifest(
             {"digest": sha256(blobs[0]), "size": len(blobs[0])},
             [{"digest": sha256(b), "size": len(b)} for b in blobs[1:]],
@@ -86,9 +96,10 @@ class _Lab:
             self.running += 1
             self.most_running = max(self.most_running, self.running)
             try:
+                if self.hold is not None:
+                    await self.hold.wait()
                 return await upstream.fetch()
             finally:
-                await asyncio.sleep(0.01)
                 self.running -= 1
 
         return fetch  # type: ignore[return-value]
@@ -113,12 +124,23 @@ async def test_a_blob_request_fills_the_other_blobs_of_the_manifest_once_each(ca
     ahead = PullAhead(cache, per_image=2, events=bus)
     ahead.note_manifest(REG, REPO, "sha256:m", lab.body, oci.OCI_MANIFEST)
     first = list(lab.data)[1]  # the first layer (blob 0 is the config)
+    lab.hold = asyncio.Event()
     ahead.on_blob(REG, REPO, first, lab.fetch_for)
     ahead.on_blob(REG, REPO, list(lab.data)[2], lab.fetch_for)  # the same image again: no second run
+    # per_image at a time: two fetches start and are held ...
+    await _until(lambda: lab.running >= 2)
+    # ... and the other three wait for a slot.  Without the bound they would be on their way: their
+    # index lookups went out with the first two's (one index thread, in order), so once a lookup
+    # queued now has come back, theirs have too, and a few loop turns take them to their fetch.
+    await cache.index.totals()
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert lab.running == 2
+    lab.hold.set()
     await ahead.wait_idle()
     assert lab.fetches() == {d: (0 if d == first else 1) for d in lab.data}
     assert ahead.fetched == 5
-    assert 1 <= lab.most_running <= 2  # per_image at a time
+    assert lab.most_running == 2
     # Each blob fetched ahead is an event of its own: upstream traffic, under the pull-ahead's name.
     assert sorted(e.reference for e in seen) == sorted(d for d in lab.data if d != first)
     assert {(e.client, e.status, e.kind) for e in seen} == {
