@@ -230,7 +230,8 @@ class Engine:
             resolve=self._tunnel_resolver,
         )
         if not decision.allowed:
-            log.info("CONNECT %s:%d from %s refused: %s", host, port, io.client, decision.reason)
+            reason = shown(decision.reason)
+            log.info("CONNECT %s:%d from %s refused: %s", shown(host), port, io.client, reason)
             await io.refuse(decision.http_status, decision.reason)
             return
         timeouts = self.config.timeouts

@@ -372,7 +372,7 @@ def parse_connect_target(head: bytes) -> tuple[str, int]:
             raise ConnectRefused(400, f"CONNECT target {target!r} needs host:port")
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ConnectRefused(400, f"CONNECT target {target!r} has an invalid port")
-    if not host or len(host) > 253 or any(c in host for c in "/@?#\\ \t"):
+    if not host or len(host) > 253 or not host.isprintable() or any(c in host for c in "/@?#\\ \t"):
         raise ConnectRefused(400, f"CONNECT target {target!r} is not a host name")
     return host.lower().rstrip("."), int(port_text)
 

@@ -6,6 +6,7 @@ plain-HTTP mirror (``/v2/<registry>/...``).
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -14,11 +15,13 @@ from pathlib import Path
 import pytest
 
 from appliance.mirror import path_segment
+from tests.fixtures import BOB
 from tests.fixtures.appliance import Appliance, UpstreamSpec
 from tests.fixtures.clients import CurlResult, curl
 from tests.fixtures.images import ImagePusher
-from tests.fixtures.pki import TestPKI
+from tests.fixtures.pki import TOKEN_HOST, TestPKI
 from tests.fixtures.registry import UpstreamRegistry
+from tests.fixtures.tokenserver import TokenServer
 
 pytestmark = pytest.mark.e2e
 
@@ -142,3 +145,93 @@ def test_tag_list_pages_by_n_and_last_even_when_the_upstream_ignores_them(
 
     bad = setup.curl(mode, path + "?n=many")
     assert bad.status == 400 and _oci_error(bad) == "PAGINATION_NUMBER_INVALID"
+
+
+def _log_lines(appliance: Appliance) -> list[str]:
+    return appliance.log_path.read_bytes().decode("utf-8", "replace").splitlines()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_control_characters_in_a_request_are_a_400_and_one_escaped_warning_line(
+    setup: Setup, mode: str
+) -> None:
+    repository = f"test/hostile-{mode}"
+    setup.registry.clear_requests()
+    nul = setup.curl(mode, f"/v2/{repository}/manifests/v1%00")
+    assert nul.status == 400, (nul.status, nul.body)
+    forged = setup.curl(mode, f"/v2/{repository}/manifests/latest%0aHIT%20FORGED-LINE")
+    assert forged.status == 400, (forged.status, forged.body)
+    assert [r for r in setup.registry.requests() if repository in r.path] == []
+
+    raw = setup.appliance.log_path.read_bytes()
+    assert b"\x00" not in raw
+    lines = _log_lines(setup.appliance)
+    # Every line of the log is one the engine wrote whole: none starts with the client's text.
+    assert not [line for line in lines if line.startswith(("HIT", "FORGED"))], lines[-5:]
+    mine = [line for line in lines if repository in line]
+    assert len(mine) == 2 and all(" WARNING appliance.engine: " in line for line in mine), mine
+    assert "\\x00" in mine[0] and "\\x0aHIT FORGED-LINE" in mine[1]
+    _no_traceback(setup.appliance)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/admin", "/../admin", "/v2/x/../../../etc/passwd", "/v2/x/%2e%2e/%2e%2e/admin", "/v2/a%20b/tags/list"],
+)
+def test_inside_a_tunnel_only_the_registry_api_reaches_the_upstream(setup: Setup, path: str) -> None:
+    setup.registry.clear_requests()
+    answer = setup.curl("mitm", path, raw=True)
+    assert answer.status in (400, 404), (answer.status, answer.body)
+    assert _oci_error(answer) in ("NAME_UNKNOWN", "NAME_INVALID")
+    assert setup.registry.requests() == []
+    _no_traceback(setup.appliance)
+
+
+@pytest.mark.parametrize(
+    "path", ["/v2/x/%2e%2e/%2e%2e/admin", "/v2/x/../../admin", "/v2/a%20b/tags/list", "/v2/x/y/admin"]
+)
+def test_mirror_mode_sends_only_validated_registry_paths_upstream(setup: Setup, path: str) -> None:
+    setup.registry.clear_requests()
+    answer = setup.curl("mirror", path, raw=True)
+    assert answer.status in (400, 404), (answer.status, answer.body)
+    assert setup.registry.requests() == []
+    _no_traceback(setup.appliance)
+
+
+def _token_subject(answer: CurlResult) -> str:
+    token = json.loads(answer.body)["token"]
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    subject: str = claims["sub"]
+    return subject
+
+
+def test_a_token_realm_host_gets_the_seed_credential_on_token_requests_only(
+    tmp_path: Path, pki: TestPKI, token_server: TokenServer, token_registry: UpstreamRegistry
+) -> None:
+    realm = f"{TOKEN_HOST}:{token_server.port}"
+    spec = UpstreamSpec(
+        token_registry.name_port, token_registry.host_port, credentials=BOB, auth_hosts=(realm,)
+    )
+    resolve = [f"{realm}=127.0.0.1:{token_server.port}"]
+    with Appliance(
+        tmp_path / "appliance", [spec], upstream_ca=pki.ca_file, extra_resolve=resolve
+    ) as appliance:
+        ca = appliance.cert_dir() / "ca.crt"
+        scoped = curl(
+            f"https://{realm}/token?service=registry.test&scope=repository:x/y:pull",
+            proxy=appliance.url,
+            cacert=ca,
+        )
+        assert scoped.status == 200 and _token_subject(scoped) == BOB[0]
+        # Not a token request (no service, no scope): relayed, but without the engine's credential.
+        other = curl(f"https://{realm}/token?lang=en", proxy=appliance.url, cacert=ca)
+        assert other.status == 200 and _token_subject(other) == ""
+        dotted = curl(
+            f"https://{realm}/x/../token?service=registry.test",
+            proxy=appliance.url,
+            cacert=ca,
+            extra=["--path-as-is"],
+        )
+        assert dotted.status == 400
+        _no_traceback(appliance)
