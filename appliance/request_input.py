@@ -94,7 +94,7 @@ def api_request(path: str, query: Iterable[tuple[str, str]]) -> ApiRequest | Non
         return None
     if route.endpoint is Endpoint.V1:
         return ApiRequest(route, "")
-    if route.endpoint is Endpoint.UPLOAD and route.reference and not _UPLOAD_ID.fullmatch(route.reference):
+    if route.endpoint is Endpoint.UPLOAD and route.reference and not _valid_upload_id(route.reference):
         raise BadRequest(ErrorCode.BLOB_UPLOAD_INVALID, f"invalid upload id {shown(route.reference)!r}")
     digest_ref = route.endpoint in (Endpoint.BLOB, Endpoint.REFERRERS) or (
         route.endpoint is Endpoint.MANIFEST and route.is_digest
@@ -102,6 +102,11 @@ def api_request(path: str, query: Iterable[tuple[str, str]]) -> ApiRequest | Non
     if digest_ref:
         _check_digest(route.reference)
     return ApiRequest(route, upstream_path(route) + query_string(query))
+
+
+def _valid_upload_id(text: str) -> bool:
+    # A dot segment (``..``) would walk the upstream path up, whatever the grammar allows.
+    return _UPLOAD_ID.fullmatch(text) is not None and set(text) != {"."}
 
 
 def upstream_path(route: Route) -> str:

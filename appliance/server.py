@@ -26,9 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
 from appliance.config import Timeouts
+from appliance.request_input import shown
 from appliance.tasks import OwnedTasks
 
 log = logging.getLogger("appliance.server")
@@ -254,6 +256,15 @@ class _ContextHandler(RequestHandler):
     def __init__(self, server: web.Server, context: ConnContext, **kwargs: Any) -> None:
         super().__init__(server, **kwargs)
         self.context = context
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        # A request aiohttp's parser refused is the client's mistake, not ours: one escaped
+        # WARNING line (aiohttp would log it at ERROR with a traceback).  Anything else stays loud.
+        exc = kw.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            log.warning("bad HTTP request from %s: %s", self.context.client, shown(str(exc), 300))
+            return
+        super().log_exception(*args, **kw)
 
 
 class FrontDoorProtocol(asyncio.Protocol):
