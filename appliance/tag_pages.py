@@ -74,7 +74,7 @@ def next_from_link(link: str | None) -> tuple[int | None, str | None] | None:
         return None
     params = dict(parse_qsl(urlsplit(match.group(1)).query))
     n_text = params.get("n", "")
-    return (int(n_text) if n_text.isdigit() else None), params.get("last")
+    return (int(n_text) if n_text.isascii() and n_text.isdigit() else None), params.get("last")
 
 
 def parse_tag_list(body: bytes) -> tuple[str, tuple[str, ...]]:

@@ -7,9 +7,12 @@ import pytest
 from multidict import CIMultiDict
 
 from appliance import request_input
-from appliance.errors import ErrorCode
+from appliance.config import Config
+from appliance.errors import ConfigError, ErrorCode
 from appliance.oci import Endpoint
 from appliance.request_input import BadRequest
+from appliance.seed_env import apply_env
+from appliance.tag_pages import next_from_link
 from appliance.upstream_failures import describe_failure
 
 DIGEST = "sha256:" + "a" * 64
@@ -80,3 +83,14 @@ def test_shown_text_is_one_printable_line() -> None:
 def test_a_malformed_upstream_answer_is_described_on_one_line() -> None:
     exc = aiohttp.ClientResponseError(None, (), status=400, message="Data after:\n\n  b'x'\n   ^")  # type: ignore[arg-type]
     assert "\n" not in describe_failure(exc, "registry.test")
+
+
+def test_digit_like_characters_that_int_refuses_are_config_errors() -> None:
+    for name in ("APPLIANCE_PULL_AHEAD", "APPLIANCE_EVENT_QUEUE"):
+        with pytest.raises(ConfigError) as caught:
+            apply_env(Config(), {name: "²"})
+        assert caught.value.where == name
+
+
+def test_an_upstream_next_link_with_an_odd_n_is_still_read() -> None:
+    assert next_from_link('</v2/x/tags/list?n=%C2%B2&last=b>; rel="next"') == (None, "b")
