@@ -350,7 +350,7 @@ class Engine:
         ):
             client = context.client
             return await self.proxy.relay_token(request, registry, path, query, client, authorization=None)
-        return await self.proxy.handle(request, registry, path, query, context.client)
+        return await self.proxy.handle(request, registry, path, context.client, query=query)
 
     async def _realm_host(
         self, request: web.BaseRequest, registry: RegistryConfig, target: str, context: ConnContext
@@ -372,7 +372,8 @@ class Engine:
         if mirror.is_bare_ping(request.path, request.rel_url.query):
             return ping_response()
         target = mirror.route(self.config, request.path, request.rel_url.query)
-        return await self.proxy.handle(request, target.registry, target.path, target.query, context.client)
+        client = context.client
+        return await self.proxy.handle(request, target.registry, target.path, client, query=target.query)
 
 
 def _base_url(request: web.BaseRequest) -> str:

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -83,15 +84,20 @@ class RegistryProxy:
         request: web.BaseRequest,
         registry: RegistryConfig,
         path: str,
-        query: Iterable[tuple[str, str]],
         client: str,
+        *,
+        query: Iterable[tuple[str, str]] | None = None,
     ) -> web.StreamResponse:
         """Serve the registry API request ``path`` (decoded) with ``query`` for ``registry``.
 
         ``path`` is as the upstream knows it (a mirror's registry prefix removed); the upstream is
         asked for a path rebuilt from its validated parts.  ``BadRequest`` for invalid input and
         ``NotRegistryApi`` for anything but the registry API, both before anything goes upstream.
+        Without ``query``, ``path`` may carry one after a ``?`` (``request.path_qs``).
         """
+        if query is None:
+            path, _, query_text = path.partition("?")
+            query = parse_qsl(query_text, keep_blank_values=True)
         request_input.check_headers(request.headers)
         api = request_input.api_request(path, query)
         if api is None:
