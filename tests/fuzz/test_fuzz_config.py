@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import tomlkit
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from appliance.config import Config
@@ -81,6 +81,10 @@ LIKELY = st.sampled_from(
         "a:b:c",
         "*",
         "[::1]:0",
+        # They pass str.isdigit(); int() refuses the first two and reads the last.
+        "²",
+        "1²",
+        "٣",
     ]
 )
 TEXT = st.one_of(LIKELY, st.text(max_size=20))
@@ -142,6 +146,8 @@ def test_any_text_is_a_toml_document_or_a_syntax_error_with_its_line() -> None:
 
 def test_any_seed_environment_is_a_config_or_a_config_error_naming_the_variable() -> None:
     @given(environ=st.dictionaries(st.sampled_from(SEED_VARS), TEXT, max_size=5))
+    @example(environ={"APPLIANCE_PULL_AHEAD": "²"})  # found by `make fuzz`: ValueError, not ConfigError
+    @example(environ={"APPLIANCE_EVENT_QUEUE": "1²", "LISTEN": "0.0.0.0:²"})
     def prop(environ: dict[str, str]) -> None:
         try:
             apply_env(Config(), environ)

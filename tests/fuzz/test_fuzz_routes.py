@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlencode
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from appliance.mirror import path_segment
@@ -130,6 +130,19 @@ def test_registry_routes_never_fail_inside_never_leak_credentials_never_log_raw_
         raw_percent=st.booleans(),
         query=QUERY,
         headers=st.lists(st.tuples(HEADER_NAMES, HEADER_VALUES), max_size=4),
+    )
+    # Found by `make fuzz` and fixed: an upload id walking the upstream path up, and a blob
+    # 404 whose upstream parser error reached the log on several lines.
+    @example(
+        mode="mitm", method="GET", path="/v2/0/blobs/uploads/..", raw_percent=False, query=[], headers=[]
+    )
+    @example(
+        mode="mirror-prefix",
+        method="HEAD",
+        path="/v2/a/blobs/sha256:" + "0" * 64,
+        raw_percent=False,
+        query=[],
+        headers=[],
     )
     def prop(
         mode: str,
