@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TEST_DEBS := docker-registry skopeo podman containerd nginx-light apache2-utils curl openssl \
 	debootstrap buildah runc
 
-.PHONY: run test lint typecheck unit e2e venv test-venv system-deps clean bench image-test
+.PHONY: run test lint typecheck unit e2e venv test-venv system-deps clean bench image-test fuzz
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -47,6 +47,13 @@ typecheck: test-venv
 
 test: system-deps test-venv lint typecheck
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Hypothesis over the front door, the registry routes and the config loaders (tests/fuzz): each
+# property runs on fresh random examples for FUZZ_SECONDS, then stops by itself (6 properties, so
+# ~6 x FUZZ_SECONDS in all).  `make test` runs the same properties once, quickly and derandomized.
+FUZZ_SECONDS ?= 30
+fuzz: test-venv
+	APPLIANCE_FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest -q -p no:cacheprovider --timeout=0 tests/fuzz $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -78,7 +78,7 @@ def parse_bool(value: str | bool, where: str) -> bool | None:
 
 
 def parse_port(text: str, where: str, value: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise ConfigError(where, f"invalid port in {value!r}: expected 1-65535")
     return int(text)
 
@@ -298,7 +298,8 @@ def _unique(items: Iterable[str]) -> tuple[str, ...]:
 def parse_pull_ahead(value: object, where: str) -> int:
     """Blobs filled ahead at once per image: a whole number, 0 for off (TOML integer or env string)."""
     text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or int(text) > 64:
+    # isascii: "²".isdigit() is true, and int() refuses it.
+    if isinstance(value, bool) or not (text.isascii() and text.isdigit()) or int(text) > 64:
         raise ConfigError(where, f"expected a whole number from 0 (off) to 64, got {value!r}")
     return int(text)
 
@@ -306,6 +307,6 @@ def parse_pull_ahead(value: object, where: str) -> int:
 def parse_event_queue(value: object, where: str) -> int:
     """A subscriber queue length: a positive whole number (TOML integer or env string)."""
     text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+    if isinstance(value, bool) or not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise ConfigError(where, f"expected a positive whole number, got {value!r}")
     return int(text)

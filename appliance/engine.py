@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from aiohttp import web
 
-from appliance import __version__, auth, metrics, mirror, oci, tunnel, tunnel_policy
+from appliance import __version__, auth, metrics, mirror, oci, request_input, tunnel, tunnel_policy
 from appliance.accesslog import AccessLog
 from appliance.ca import CertificateAuthority
 from appliance.cache import BlobCache, ManifestCache
@@ -22,11 +22,13 @@ from appliance.cache.lock import CacheLock
 from appliance.config import Config, RegistryConfig, ResolveOverride, Scheme, normalize_host, split_host_port
 from appliance.control import ControlServer
 from appliance.errors import ApplianceError, ConfigError, ErrorCode, RegistryError, UpstreamError
-from appliance.events import EventBus, RequestKind
+from appliance.events import EventBus
 from appliance.leaf_certs import LeafCertificates
+from appliance.oci import Endpoint
 from appliance.pullahead import PullAhead
 from appliance.ratelimit import RateLimitState
-from appliance.registry_api import RegistryProxy
+from appliance.registry_api import NotRegistryApi, RegistryProxy
+from appliance.request_input import BadRequest, shown
 from appliance.responses import error_response, ping_response
 from appliance.server import ConnContext, ConnectRefused, FrontDoor, TunnelIO
 from appliance.setup_scripts import SetupKind, render_setup, valid_address
@@ -228,7 +230,8 @@ class Engine:
             resolve=self._tunnel_resolver,
         )
         if not decision.allowed:
-            log.info("CONNECT %s:%d from %s refused: %s", host, port, io.client, decision.reason)
+            reason = shown(decision.reason)
+            log.info("CONNECT %s:%d from %s refused: %s", shown(host), port, io.client, reason)
             await io.refuse(decision.http_status, decision.reason)
             return
         timeouts = self.config.timeouts
@@ -261,6 +264,17 @@ class Engine:
     async def handle(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
         try:
             return await self._handle(request, context)
+        except (BadRequest, NotRegistryApi) as exc:
+            # Client input refused before anything went upstream: one line, no traceback.
+            log.warning(
+                "%s %s %s%s refused: %s",
+                context.client,
+                shown(request.method, 20),
+                context.target or "",
+                shown(request.path),
+                exc.message,
+            )
+            return error_response(exc)
         except RegistryError as exc:
             return error_response(exc)
 
@@ -272,15 +286,8 @@ class Engine:
             if registry is None:  # removed by a hot reload while the tunnel was open
                 raise RegistryError(404, ErrorCode.NAME_UNKNOWN, f"{target} is no longer served")
             if self.config.registry_for(target) is not None:
-                return await self.proxy.handle(request, registry, request.rel_url.path_qs, context.client)
-            return await self.proxy.handle(
-                request,
-                registry,
-                request.rel_url.path_qs,
-                context.client,
-                kind=RequestKind.TOKEN,
-                authorization=self._realm_authorization(target, request),
-            )
+                return await self._registry_host(request, registry, request.path, context)
+            return await self._realm_host(request, registry, target, context)
         if request.url.is_absolute() and request.url.scheme == "http" and request.raw_path.startswith("http"):
             return await self._forward_plain_http(request, context)
         path = request.path
@@ -328,13 +335,47 @@ class Engine:
                 ErrorCode.DENIED,
                 f"plain-HTTP forwarding is only for configured http registries, not {name}",
             )
-        return await self.proxy.handle(request, registry, request.url.path_qs, context.client)
+        return await self._registry_host(request, registry, request.url.path, context)
+
+    async def _registry_host(
+        self, request: web.BaseRequest, registry: RegistryConfig, path: str, context: ConnContext
+    ) -> web.StreamResponse:
+        """A request to a registry's own host (a tunnel, or plain-HTTP forwarding).
+
+        Only the registry API carries the engine's credentials; a token request to a realm on the
+        registry's own host (``ghcr.io/token``) is relayed with the client's own Authorization
+        only; any other path is refused (``NotRegistryApi``) without reaching the upstream.
+        """
+        query = tuple(request.rel_url.query.items())
+        if oci.parse_route(path).endpoint is Endpoint.OTHER and request_input.is_token_request(
+            request.method, path, query
+        ):
+            client = context.client
+            return await self.proxy.relay_token(request, registry, path, query, client, authorization=None)
+        return await self.proxy.handle(request, registry, path, context.client, query=query)
+
+    async def _realm_host(
+        self, request: web.BaseRequest, registry: RegistryConfig, target: str, context: ConnContext
+    ) -> web.StreamResponse:
+        """A request inside a tunnel to a token realm host (a registry's ``auth_hosts``).
+
+        A token request gets the seed-style Basic credential for the repository in its scope; any
+        other plain path is relayed with the client's own Authorization only.
+        """
+        path, query = request.path, tuple(request.rel_url.query.items())
+        injected = None
+        if request_input.is_token_request(request.method, path, query):
+            injected = self._realm_authorization(target, request)
+        return await self.proxy.relay_token(
+            request, registry, path, query, context.client, authorization=injected
+        )
 
     async def _mirror(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
         if mirror.is_bare_ping(request.path, request.rel_url.query):
             return ping_response()
         target = mirror.route(self.config, request.path, request.rel_url.query)
-        return await self.proxy.handle(request, target.registry, target.path_qs, context.client)
+        client = context.client
+        return await self.proxy.handle(request, target.registry, target.path, client, query=target.query)
 
 
 def _base_url(request: web.BaseRequest) -> str:

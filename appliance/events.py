@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from appliance.oci import Endpoint, Route
+from appliance.request_input import shown
 
 
 class CacheStatus(StrEnum):
@@ -170,20 +171,22 @@ class EventDraft:
         }.get(self.route.endpoint, RequestKind.OTHER)
 
     def event(self) -> Event:
+        # Text a client may have chosen is escaped once here, for every listener and subscriber:
+        # no forged access-log line, no control character on a dashboard.
         return Event(
             time=time.time(),
             client=self.client,
             registry=self.registry,
-            repository=self.route.repository,
+            repository=shown(self.route.repository, 300),
             kind=self.kind(),
-            reference=self.route.reference,
+            reference=shown(self.route.reference),
             status=self.status,
-            method=self.method,
+            method=shown(self.method, 20),
             http_status=self.http_status,
             bytes=self.bytes,
             duration=time.monotonic() - self.started,
             upstream_status=self.upstream_status,
-            message=self.message,
+            message=shown(self.message, 1000),
         )
 
 

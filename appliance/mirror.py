@@ -37,8 +37,13 @@ class RouteVia(StrEnum):
 @dataclass(frozen=True, slots=True)
 class MirrorTarget:
     registry: RegistryConfig
-    path_qs: str  # the path and query to ask the upstream for
+    path: str  # the (decoded) path to ask the upstream for, checked by request_input before use
+    query: tuple[tuple[str, str], ...]  # the query pairs to pass on, decoded
     via: RouteVia
+
+    @property
+    def path_qs(self) -> str:
+        return self.path + (f"?{urlencode(self.query)}" if self.query else "")
 
 
 def path_segment(name: str) -> str:
@@ -87,8 +92,8 @@ def route(config: Config, path: str, query: Iterable[tuple[str, str]] | Mapping[
     upstream_path = "/v2" + rest
     if registry.host == DOCKER_HUB_HOST:
         upstream_path = _official_image_path(upstream_path)
-    kept = [(key, value) for key, value in pairs if key != "ns"]
-    return MirrorTarget(registry, upstream_path + (f"?{urlencode(kept)}" if kept else ""), via)
+    kept = tuple((key, value) for key, value in pairs if key != "ns")
+    return MirrorTarget(registry, upstream_path, kept, via)
 
 
 def _registry_named(config: Config, name: str) -> RegistryConfig | None:

@@ -71,7 +71,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if value is None or not value.strip():
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²".isdigit() too, and float() refuses it
         return now + min(float(value), MAX_BLOCK_SECONDS)
     try:
         when = email.utils.parsedate_to_datetime(value)

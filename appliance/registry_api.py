@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from appliance import oci
+from appliance import oci, request_input
 from appliance.cache import BlobCache, ManifestCache
 from appliance.config import Config, RegistryConfig
 from appliance.errors import ErrorCode, RegistryError, UpstreamError
@@ -26,7 +27,9 @@ from appliance.oci import Endpoint, Route
 from appliance.pullahead import PullAhead
 from appliance.registry_blobs import BlobService
 from appliance.registry_manifests import ManifestService
+from appliance.registry_tags import TagListService
 from appliance.registry_upstream import GatedUpstream
+from appliance.request_input import BadRequest, shown
 from appliance.responses import UpstreamAnswer, error_response, ping_response, relay_response
 from appliance.upstream import UpstreamClient
 
@@ -36,6 +39,17 @@ log = logging.getLogger("appliance.registry")
 # credentials of its own.  Every pull starts with that ping, and a registry 20-100 ms away makes
 # it a round trip on every warm pull; the answer only says "this is a v2 registry we may use".
 PING_TTL = 30.0
+
+
+class NotRegistryApi(RegistryError):
+    """A path that is not the registry API: refused, nothing sent upstream (no credentials leak)."""
+
+    def __init__(self, host: str, path: str) -> None:
+        super().__init__(
+            404,
+            ErrorCode.NAME_UNKNOWN,
+            f"only the registry API (/v2/...) is served for {host}, not {shown(path)!r}; nothing was sent",
+        )
 
 
 @dataclass
@@ -57,49 +71,100 @@ class RegistryProxy:
     _gate: GatedUpstream = field(init=False, repr=False, compare=False)
     _blob_api: BlobService = field(init=False, repr=False, compare=False)
     _manifest_api: ManifestService = field(init=False, repr=False, compare=False)
+    _tags_api: TagListService = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._gate = GatedUpstream(self.upstream, self.health)
         self._blob_api = BlobService(self.blobs, self._gate, self.pull_ahead)
         self._manifest_api = ManifestService(self.config, self.manifests, self._gate, self.pull_ahead)
+        self._tags_api = TagListService(self._gate)
 
     async def handle(
         self,
         request: web.BaseRequest,
         registry: RegistryConfig,
-        path_qs: str,
+        path: str,
         client: str,
         *,
-        kind: RequestKind | None = None,
-        authorization: str | None = None,
+        query: Iterable[tuple[str, str]] | None = None,
     ) -> web.StreamResponse:
-        """Serve ``request`` for ``registry``; ``path_qs`` is the upstream path and query.
+        """Serve the registry API request ``path`` (decoded) with ``query`` for ``registry``.
 
-        ``authorization`` replaces a missing client ``Authorization`` (seed-style credential
-        injection on a token realm); a client's own header always wins.
+        ``path`` is as the upstream knows it (a mirror's registry prefix removed); the upstream is
+        asked for a path rebuilt from its validated parts.  ``BadRequest`` for invalid input and
+        ``NotRegistryApi`` for anything but the registry API, both before anything goes upstream.
+        Without ``query``, ``path`` may carry one after a ``?`` (``request.path_qs``).
         """
-        path = path_qs.split("?", 1)[0]
-        route = oci.parse_route(path)
+        if query is None:
+            path, _, query_text = path.partition("?")
+            query = parse_qsl(query_text, keep_blank_values=True)
+        request_input.check_headers(request.headers)
+        api = request_input.api_request(path, query)
+        if api is None:
+            raise NotRegistryApi(registry.host, path)
         draft = EventDraft(
             client=client,
             registry=registry.host,
             method=request.method,
-            route=route,
-            path_qs=path_qs,
-            authorization=request.headers.get("Authorization") or authorization,
-            kind_override=kind,
+            route=api.route,
+            path_qs=api.upstream_path_qs,
+            authorization=request_input.single_header(request.headers, "Authorization"),
         )
+        return await self._serve(request, registry, api.route, draft)
+
+    async def relay_token(
+        self,
+        request: web.BaseRequest,
+        registry: RegistryConfig,
+        path: str,
+        query: Iterable[tuple[str, str]],
+        client: str,
+        *,
+        authorization: str | None,
+    ) -> web.StreamResponse:
+        """Relay a request to a token realm: the client's own ``Authorization``, else ``authorization``.
+
+        Never the engine's other credentials: ``authorization`` is the seed-style Basic credential
+        the caller chose for a token request, or None.
+        """
+        request_input.check_headers(request.headers)
+        clean = request_input.clean_path(path)
+        if clean is None:
+            raise BadRequest(ErrorCode.NAME_INVALID, f"not a plain path: {request_input.shown(path)!r}")
+        draft = EventDraft(
+            client=client,
+            registry=registry.host,
+            method=request.method,
+            route=Route(Endpoint.OTHER),
+            path_qs=clean + request_input.query_string(query),
+            authorization=request_input.single_header(request.headers, "Authorization") or authorization,
+            kind_override=RequestKind.TOKEN,
+        )
+        return await self._serve(request, registry, draft.route, draft, token=True)
+
+    async def _serve(
+        self,
+        request: web.BaseRequest,
+        registry: RegistryConfig,
+        route: Route,
+        draft: EventDraft,
+        *,
+        token: bool = False,
+    ) -> web.StreamResponse:
         self.active += 1
         try:
-            return await self._handle(request, registry, route, path, draft)
+            return await self._handle(request, registry, route, draft, token)
         finally:
             self.active -= 1
 
     async def _handle(
-        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, path: str, draft: EventDraft
+        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, draft: EventDraft, token: bool
     ) -> web.StreamResponse:
         try:
-            response = await self._route(request, registry, route, path, draft)
+            if token:
+                response = await self._gate.relay(request, registry, route, draft, inject=False)
+            else:
+                response = await self._route(request, registry, route, draft)
         except RegistryError as exc:
             draft.status = CacheStatus.ERROR if not isinstance(exc, UpstreamAnswer) else draft.status
             draft.http_status = exc.status
@@ -115,13 +180,18 @@ class RegistryProxy:
             response = error_response(RegistryError(status, code, f"upstream {registry.host}: {exc.message}"))
         if draft.status is CacheStatus.ERROR:
             log.warning(
-                "%s %s %s %s: %s", registry.host, route.repository or "-", request.method, path, draft.message
+                "%s %s %s %s: %s",
+                registry.host,
+                route.repository or "-",
+                request.method,
+                shown(draft.path_qs.split("?", 1)[0]),
+                shown(draft.message, 500),
             )
         self.events.publish(draft.event())
         return response
 
     async def _route(
-        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, path: str, draft: EventDraft
+        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, draft: EventDraft
     ) -> web.StreamResponse:
         method = request.method
         endpoint = route.endpoint
@@ -137,6 +207,8 @@ class RegistryProxy:
             return await self._blob_api.serve(request, registry, route, draft)
         if endpoint is Endpoint.MANIFEST:
             return await self._manifest_api.serve(request, registry, route, draft)
+        if endpoint is Endpoint.TAGS:
+            return await self._tags_api.serve(request, registry, route, draft)
         return await self._gate.relay(request, registry, route, draft)
 
     # -- /v2/ ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from appliance import oci
+from appliance import oci, request_input
 from appliance.cache import ManifestCache, StoredManifest
 from appliance.config import Config, RegistryConfig
 from appliance.digests import Algorithm, digest_of, parse_digest
@@ -47,7 +47,7 @@ class ManifestService:
     async def serve(
         self, request: web.BaseRequest, registry: RegistryConfig, route: Route, draft: EventDraft
     ) -> web.StreamResponse:
-        accepted = oci.parse_accept(request.headers.getall("Accept", []))
+        accepted = request_input.accept(request.headers)
         head = request.method == "HEAD"
         if route.is_digest:
             stored = await self.manifests.get_by_digest(registry.host, route.reference)

@@ -17,6 +17,7 @@ from appliance.errors import UpstreamError
 from appliance.events import CacheStatus, EventDraft
 from appliance.health import UpstreamHealth
 from appliance.oci import Endpoint, Route
+from appliance.request_input import forward_headers
 from appliance.responses import CHUNK, FORWARD_HEADERS, relay_response
 from appliance.upstream import UpstreamClient, UpstreamResponse
 
@@ -54,11 +55,13 @@ class GatedUpstream:
         draft: EventDraft,
         *,
         actions: tuple[str, ...] = ("pull",),
+        inject: bool = True,
     ) -> web.StreamResponse:
-        """Pass ``request`` to the upstream and its answer back, the cache untouched (BYPASS)."""
-        headers = {
-            name: value for name in FORWARD_HEADERS if (value := request.headers.get(name)) is not None
-        }
+        """Pass ``request`` to the upstream and its answer back, the cache untouched (BYPASS).
+
+        ``inject=False``: only the client's own Authorization (``draft.authorization``) goes along.
+        """
+        headers = forward_headers(request.headers, FORWARD_HEADERS)
         has_body = request.method in ("POST", "PUT", "PATCH") and (
             request.content_length not in (None, 0) or request.headers.get("Transfer-Encoding") == "chunked"
         )
@@ -72,6 +75,7 @@ class GatedUpstream:
             actions=actions,
             client_authorization=draft.authorization,
             follow_redirects=request.method in ("GET", "HEAD"),
+            our_credentials=inject,
         )
         draft.upstream_status = answer.status
         draft.http_status = answer.status

@@ -79,7 +79,7 @@ async def relay_response(
         if request.method == "HEAD" or answer.status in (204, 304):
             await response.prepare(request)
             return response
-        if length is not None and length.isdigit():
+        if length is not None and length.isascii() and length.isdigit():
             response.content_length = int(length)
         else:
             response.headers.pop("Content-Length", None)

@@ -26,9 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
 from appliance.config import Timeouts
+from appliance.request_input import shown
 from appliance.tasks import OwnedTasks
 
 log = logging.getLogger("appliance.server")
@@ -255,6 +257,15 @@ class _ContextHandler(RequestHandler):
         super().__init__(server, **kwargs)
         self.context = context
 
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        # A request aiohttp's parser refused is the client's mistake, not ours: one escaped
+        # WARNING line (aiohttp would log it at ERROR with a traceback).  Anything else stays loud.
+        exc = kw.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            log.warning("bad HTTP request from %s: %s", self.context.client, shown(str(exc), 300))
+            return
+        super().log_exception(*args, **kw)
+
 
 class FrontDoorProtocol(asyncio.Protocol):
     """Reads just enough of a new connection to route it."""
@@ -372,7 +383,7 @@ def parse_connect_target(head: bytes) -> tuple[str, int]:
             raise ConnectRefused(400, f"CONNECT target {target!r} needs host:port")
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ConnectRefused(400, f"CONNECT target {target!r} has an invalid port")
-    if not host or len(host) > 253 or any(c in host for c in "/@?#\\ \t"):
+    if not host or len(host) > 253 or not host.isprintable() or any(c in host for c in "/@?#\\ \t"):
         raise ConnectRefused(400, f"CONNECT target {target!r} is not a host name")
     return host.lower().rstrip("."), int(port_text)
 

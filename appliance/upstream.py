@@ -89,8 +89,13 @@ class UpstreamClient:
         actions: tuple[str, ...] = ("pull",),
         client_authorization: str | None = None,
         follow_redirects: bool = True,
+        our_credentials: bool = True,
     ) -> UpstreamResponse:
-        """Send one request to ``registry`` and return its final response (see the module doc)."""
+        """Send one request to ``registry`` and return its final response (see the module doc).
+
+        ``our_credentials=False``: only ``client_authorization`` (or nothing) goes along, and a
+        challenge is the client's to answer (requests that are not the registry API).
+        """
         method = method.upper()
         blocked = self._rate.blocked(registry.host, self._clock())
         if blocked is not None and is_rate_limited_request(method, path_qs):
@@ -100,8 +105,10 @@ class UpstreamClient:
         forward = forwardable(headers, with_body=body is not None)
         ssl_param = await self._transport.ssl_for(registry)
 
-        if client_authorization is not None and client_authorization.strip():
-            authorization: str | None = client_authorization
+        if not our_credentials or (client_authorization is not None and client_authorization.strip()):
+            authorization: str | None = (
+                client_authorization if client_authorization and client_authorization.strip() else None
+            )
             response = await self._transport.send(
                 registry, method, url, forward, authorization, body, ssl_param
             )

@@ -36,7 +36,8 @@ def describe_failure(exc: BaseException, host: str) -> str:
     if isinstance(exc, aiohttp.ClientPayloadError):
         return f"the response body from {host} was cut off"
     if isinstance(exc, aiohttp.ClientResponseError):
-        return f"bad HTTP response from {host}: {exc.message}"
+        # aiohttp's parser errors span lines (the bytes, a caret): one line, as the log needs.
+        return f"bad HTTP response from {host}: {' '.join(str(exc.message).split())}"
     if isinstance(exc, OSError):
         return f"connection to {host} failed: {_os_reason(exc)}"
     return f"request to {host} failed: {type(exc).__name__}"
