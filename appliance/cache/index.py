@@ -44,6 +44,7 @@ class CacheIndex:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="cache-index")
         self._conn: sqlite3.Connection | None = None
         self.created_fresh = False  # the file did not exist: a lost index, repair may adopt files
+        self.purges = 0  # purges so far: links written before one may be gone
 
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
@@ -148,6 +149,19 @@ class CacheIndex:
     async def totals(self) -> IndexTotals:
         return await self._query(index_queries.totals)
 
+    # -- links -------------------------------------------------------------------------------
+
+    async def is_linked(self, registry: str, repository: str, digest: str) -> bool:
+        """Whether the upstream vouched for ``digest`` in ``repository`` (see index_db's schema)."""
+        return await self._query(index_queries.is_linked, registry, repository, digest)
+
+    async def add_links(self, registry: str, repository: str, digests: Iterable[str]) -> None:
+        await self._query(index_queries.add_links, registry, repository, list(digests))
+
+    def add_links_soon(self, registry: str, repository: str, digests: Iterable[str]) -> None:
+        """``add_links`` without waiting for it (see ``_record``)."""
+        self._record(index_queries.add_links, registry, repository, list(digests))
+
     # -- purge and pins ------------------------------------------------------------------------
 
     async def select_purge(
@@ -158,6 +172,7 @@ class CacheIndex:
         With a repository, only blobs no other repository still references go; otherwise every
         entry matching registry/digest goes.  The caller unlinks the files, then calls ``remove``.
         """
+        self.purges += 1
         return await self._query(index_queries.select_purge, registry, repository, digest)
 
     async def pin(self, registry: str, repository: str, pinned: bool) -> int:
