@@ -146,6 +146,9 @@ def remove(db: sqlite3.Connection, keys: list[BlobKey]) -> None:
                 db.execute(
                     "DELETE FROM refs WHERE registry = ? AND digest = ?", (key.registry, str(key.digest))
                 )
+                db.execute(
+                    "DELETE FROM links WHERE registry = ? AND digest = ?", (key.registry, str(key.digest))
+                )
 
 
 def lru(db: sqlite3.Connection, limit: int, older_than: float | None) -> list[Entry]:

@@ -75,3 +75,20 @@ async def test_an_index_from_before_links_gains_the_table_and_keeps_its_entries(
     assert report.consistent, report.summary()
     await reopened.index.add_links(REG, REPO, [sha256(data)])
     assert await reopened.index.is_linked(REG, REPO, sha256(data))
+
+
+async def test_an_evicted_blob_takes_its_links_along(make_cache: CacheFactory, tmp_path: Path) -> None:
+    directory = tmp_path / "evicting"
+    cache = await make_cache(directory=directory)
+    kept, evicted = payload(5_000, seed=1), payload(5_000, seed=2)
+    for data in (kept, evicted):
+        reader = await cache.open_or_fill(REG, REPO, sha256(data), Upstream(data).fetch)
+        await reader.close()
+    await cache.wait_fills()
+    await cache.index.add_links(REG, REPO, [sha256(kept), sha256(evicted)])
+    [entry] = [e for e in await cache.index.lru(10) if str(e.key.digest) == sha256(evicted)]
+    await cache.evictor.delete([entry], force=True)
+    await cache.close()
+    reopened = await make_cache(directory=directory)  # the file's rows, not this process's memory
+    assert await reopened.index.is_linked(REG, REPO, sha256(kept))
+    assert not await reopened.index.is_linked(REG, REPO, sha256(evicted))
