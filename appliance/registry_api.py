@@ -75,7 +75,7 @@ class RegistryProxy:
 
     def __post_init__(self) -> None:
         self._gate = GatedUpstream(self.upstream, self.health)
-        self._blob_api = BlobService(self.blobs, self._gate, self.pull_ahead)
+        self._blob_api = BlobService(self.blobs, self._gate, self.pull_ahead, self.config)
         self._manifest_api = ManifestService(self.config, self.manifests, self._gate, self.pull_ahead)
         self._tags_api = TagListService(self._gate)
 

@@ -2,20 +2,26 @@
 
 A HEAD answers from the cache or is relayed; a GET opens the blob (or joins or starts its fill)
 and streams it, with Range, by sendfile when it can, and within one memory budget when it cannot.
+
+A cached blob is served in a repository only when that repository is linked to it
+(``registry_links``): otherwise the upstream is asked in that repository first.  Where pushing is
+allowed, a HEAD always goes upstream: a client pushing decides from it whether to upload a blob,
+and the upstream repository it pushes to may lack a blob the cache holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from appliance.cache import BlobCache, BlobReader, BlobSource, FetchBlob
-from appliance.config import RegistryConfig
+from appliance.config import Config, RegistryConfig
 from appliance.errors import IntegrityError, UpstreamError
 from appliance.events import CacheStatus, EventDraft
 from appliance.oci import Route
 from appliance.pullahead import PullAhead
+from appliance.registry_links import confirm_upstream
 from appliance.registry_upstream import GatedUpstream
 from appliance.responses import CHUNK, PreparedFileResponse, answer_error
 from appliance.streaming import fill_chunk_size, parse_range, read_ahead, stream_chunk_size, write_slices
@@ -24,12 +30,19 @@ from appliance.streaming import fill_chunk_size, parse_range, read_ahead, stream
 class BlobService:
     """Serves ``/v2/<name>/blobs/<digest>`` GET and HEAD through the blob cache."""
 
-    __slots__ = ("_gate", "_streams", "blobs", "pull_ahead")
+    __slots__ = ("_config", "_gate", "_streams", "blobs", "pull_ahead")
 
-    def __init__(self, blobs: BlobCache, gate: GatedUpstream, pull_ahead: PullAhead | None) -> None:
+    def __init__(
+        self,
+        blobs: BlobCache,
+        gate: GatedUpstream,
+        pull_ahead: PullAhead | None,
+        config: Callable[[], Config] | None = None,
+    ) -> None:
         self.blobs = blobs
         self.pull_ahead = pull_ahead
         self._gate = gate
+        self._config = config
         self._streams = 0  # blob bodies being streamed right now
 
     async def serve(
@@ -37,15 +50,12 @@ class BlobService:
     ) -> web.StreamResponse:
         digest = route.reference
         client_auth = draft.authorization
+        index = self.blobs.index
+        linked = await index.is_linked(registry.host, route.repository, digest)
         if request.method == "HEAD":
-            reader = await self.blobs.open(registry.host, digest)
-            if reader is None:
-                return await self._gate.relay(request, registry, route, draft)
-            try:
-                draft.status = CacheStatus.HIT
-                return web.Response(status=200, headers=_blob_headers(digest, reader.size))
-            finally:
-                await reader.close()
+            return await self._head(request, registry, route, draft, linked)
+        if not linked:
+            await confirm_upstream(self._gate, index, registry, route.repository, "blobs", digest, draft)
 
         fetch = self._fetch(registry, route.repository, digest, client_auth, draft)
         pull_ahead = self.pull_ahead
@@ -69,6 +79,36 @@ class BlobService:
         draft.status = reader.status
         try:
             return await self._send(request, reader, digest, draft)
+        finally:
+            await reader.close()
+
+    async def _head(
+        self,
+        request: web.BaseRequest,
+        registry: RegistryConfig,
+        route: Route,
+        draft: EventDraft,
+        linked: bool,
+    ) -> web.StreamResponse:
+        digest = route.reference
+        pushing = self._config is not None and self._config().effective_allow_push(registry)
+        if pushing or not linked:
+            try:
+                response = await self._gate.relay(request, registry, route, draft)
+            except UpstreamError as exc:
+                if not linked or exc.status is not None:
+                    raise
+                # Unreachable: a linked blob is still answered from the cache, as on a pull.
+            else:
+                if draft.upstream_status == 200:
+                    self.blobs.index.add_links_soon(registry.host, route.repository, [digest])
+                return response
+        reader = await self.blobs.open(registry.host, digest)
+        if reader is None:
+            return await self._gate.relay(request, registry, route, draft)
+        try:
+            draft.status = CacheStatus.HIT
+            return web.Response(status=200, headers=_blob_headers(digest, reader.size))
         finally:
             await reader.close()
 

@@ -21,6 +21,7 @@ from appliance.errors import IntegrityError, UpstreamError
 from appliance.events import CacheStatus, EventDraft
 from appliance.oci import Route
 from appliance.pullahead import PullAhead
+from appliance.registry_links import confirm_upstream
 from appliance.registry_upstream import GatedUpstream
 from appliance.responses import answer_error, manifest_response, relay_head
 
@@ -52,6 +53,17 @@ class ManifestService:
         if route.is_digest:
             stored = await self.manifests.get_by_digest(registry.host, route.reference)
             if stored is not None:
+                if not await self.manifests.is_linked(registry.host, route.repository, stored.digest):
+                    # Cached from another repository: served here only if the upstream has it here.
+                    await confirm_upstream(
+                        self._gate,
+                        self.manifests.index,
+                        registry,
+                        route.repository,
+                        "manifests",
+                        stored.digest,
+                        draft,
+                    )
                 draft.status = CacheStatus.HIT
                 return self._reply(stored.body, stored.media_type, stored.digest, head, draft)
             if head:
@@ -148,6 +160,9 @@ class ManifestService:
     def _reply(
         self, body: bytes, media_type: str, digest: str, head: bool, draft: EventDraft
     ) -> web.Response:
+        # Every manifest served comes from this repository upstream (fetched, its tag record, or
+        # linked/confirmed by digest): the repository may have what it lists (cache/links.py).
+        self.manifests.link(draft.registry, draft.route.repository, digest, body, media_type)
         if not head and self.pull_ahead is not None:
             self.pull_ahead.note_manifest(draft.registry, draft.route.repository, digest, body, media_type)
         return manifest_response(body, media_type, digest, head, draft)

@@ -62,6 +62,8 @@ def populate(cache_dir: Path, registry: str, entries: int) -> tuple[str, bytes]:
         with db:
             db.executemany("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             db.executemany("INSERT OR IGNORE INTO refs VALUES (?, ?, ?)", refs)
+            # As pulls leave them: the repository's manifests linked it to these blobs.
+            db.executemany("INSERT OR IGNORE INTO links VALUES (?, ?, ?)", refs)
     finally:
         db.close()
     assert first is not None

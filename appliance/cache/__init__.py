@@ -28,8 +28,9 @@ Design, in the order a request meets it:
 * ``verify`` (verify.py) re-hashes every file and, with ``repair``, rebuilds the index from them.
 
 Entries are keyed by (registry, kind, digest): one registry's blobs are never served for another,
-and every repository of a registry shares them; the ``refs`` table records which repositories
-referenced each digest, for purge by image and for pinning.
+and every repository of a registry shares the stored bytes; the ``refs`` table records which
+repositories referenced each digest, for purge by image and for pinning, and the ``links`` table
+which repositories the upstream vouched for each digest in (links.py), the only ones it is served in.
 """
 
 from appliance.cache.blobs import INDEX_FILE, BlobCache, CacheUsage

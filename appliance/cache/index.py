@@ -19,6 +19,7 @@ and the records they return in ``index_records``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import sqlite3
@@ -32,6 +33,10 @@ from appliance.cache.blobstore import BlobKey
 from appliance.cache.index_records import Entry, EntryState, IndexTotals, RepositoryListing, TagRecord
 
 T = TypeVar("T")
+# Links known to be in the file, kept in memory: a warm pull's blob requests then cost no extra
+# thread hop each (measured: a warm pull of 12 small blobs 8% slower with the hop).  One left here
+# after its blob was evicted is harmless: a missing blob is fetched with a GET in that repository.
+_LINKS_KEPT = 16384
 P = ParamSpec("P")
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,8 @@ class CacheIndex:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="cache-index")
         self._conn: sqlite3.Connection | None = None
         self.created_fresh = False  # the file did not exist: a lost index, repair may adopt files
+        self.purges = 0  # purges so far: links written before one may be gone
+        self._links: collections.OrderedDict[tuple[str, str, str], None] = collections.OrderedDict()
 
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
@@ -148,6 +155,36 @@ class CacheIndex:
     async def totals(self) -> IndexTotals:
         return await self._query(index_queries.totals)
 
+    # -- links -------------------------------------------------------------------------------
+
+    async def is_linked(self, registry: str, repository: str, digest: str) -> bool:
+        """Whether the upstream vouched for ``digest`` in ``repository`` (see index_db's schema)."""
+        key = (registry, repository, digest)
+        if key in self._links:
+            self._links.move_to_end(key)
+            return True
+        linked = await self._query(index_queries.is_linked, registry, repository, digest)
+        if linked:
+            self._remember_links(registry, repository, (digest,))
+        return linked
+
+    async def add_links(self, registry: str, repository: str, digests: Iterable[str]) -> None:
+        listed = list(digests)
+        await self._query(index_queries.add_links, registry, repository, listed)
+        self._remember_links(registry, repository, listed)
+
+    def add_links_soon(self, registry: str, repository: str, digests: Iterable[str]) -> None:
+        """``add_links`` without waiting for it (see ``_record``)."""
+        listed = list(digests)
+        self._record(index_queries.add_links, registry, repository, listed)
+        self._remember_links(registry, repository, listed)
+
+    def _remember_links(self, registry: str, repository: str, digests: Iterable[str]) -> None:
+        for digest in digests:
+            self._links[(registry, repository, digest)] = None
+        while len(self._links) > _LINKS_KEPT:
+            self._links.popitem(last=False)
+
     # -- purge and pins ------------------------------------------------------------------------
 
     async def select_purge(
@@ -158,6 +195,8 @@ class CacheIndex:
         With a repository, only blobs no other repository still references go; otherwise every
         entry matching registry/digest goes.  The caller unlinks the files, then calls ``remove``.
         """
+        self.purges += 1
+        self._links.clear()  # a purge drops links; the file says which are left
         return await self._query(index_queries.select_purge, registry, repository, digest)
 
     async def pin(self, registry: str, repository: str, pinned: bool) -> int:

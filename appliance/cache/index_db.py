@@ -40,6 +40,16 @@ CREATE TABLE IF NOT EXISTS tags (
     PRIMARY KEY (registry, repository, tag, accept_class)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tags_digest ON tags (registry, digest);
+-- Which repositories the upstream vouched for a digest in (its manifest there listed it, or a
+-- HEAD/GET there answered 200): a cached blob is served in a repository only through a link.
+-- Created here on an existing index too, empty: the first request per pair then asks upstream.
+-- A digest's links go when its last row does (eviction, purge).
+CREATE TABLE IF NOT EXISTS links (
+    registry TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (registry, repository, digest)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pins (
     registry TEXT NOT NULL,
     repository TEXT NOT NULL,

@@ -146,6 +146,9 @@ def remove(db: sqlite3.Connection, keys: list[BlobKey]) -> None:
                 db.execute(
                     "DELETE FROM refs WHERE registry = ? AND digest = ?", (key.registry, str(key.digest))
                 )
+                db.execute(
+                    "DELETE FROM links WHERE registry = ? AND digest = ?", (key.registry, str(key.digest))
+                )
 
 
 def lru(db: sqlite3.Connection, limit: int, older_than: float | None) -> list[Entry]:
@@ -177,6 +180,24 @@ def totals(db: sqlite3.Connection) -> IndexTotals:
     return IndexTotals(sum(r.bytes for r in regs), sum(r.entries for r in regs), regs)
 
 
+# -- links -------------------------------------------------------------------------------------
+
+
+def is_linked(db: sqlite3.Connection, registry: str, repository: str, digest: str) -> bool:
+    row = db.execute(
+        "SELECT 1 FROM links WHERE registry = ? AND repository = ? AND digest = ?",
+        (registry, repository, digest),
+    ).fetchone()
+    return row is not None
+
+
+def add_links(db: sqlite3.Connection, registry: str, repository: str, digests: list[str]) -> None:
+    with transaction(db):
+        db.executemany(
+            "INSERT OR IGNORE INTO links VALUES (?, ?, ?)", [(registry, repository, d) for d in digests]
+        )
+
+
 # -- purge and pins ----------------------------------------------------------------------------
 
 
@@ -197,6 +218,7 @@ def select_purge(
                 f"SELECT DISTINCT registry, digest FROM refs{ref_where}", ref_params
             ).fetchall()
             db.execute(f"DELETE FROM refs{ref_where}", ref_params)
+            db.execute(f"DELETE FROM links{ref_where}", ref_params)
             tag_where, tag_params = _where({"registry": registry, "repository": repository})
             db.execute(f"DELETE FROM tags{tag_where}", tag_params)
             victims: list[Entry] = []
@@ -212,6 +234,7 @@ def select_purge(
             rows = db.execute(f"SELECT {_ENTRY_COLUMNS} FROM blobs{blob_where}", params).fetchall()
             victims = [_entry(r) for r in rows]
             db.execute(f"DELETE FROM refs{blob_where}", params)
+            db.execute(f"DELETE FROM links{blob_where}", params)
             db.execute(f"DELETE FROM tags{blob_where}", params)
         db.executemany(
             "UPDATE blobs SET state = 'deleting' WHERE registry = ? AND kind = ? AND digest = ?",

@@ -9,16 +9,22 @@ revalidation, serving stale) belongs to the caller, which reads ``fetched_at``.
 from __future__ import annotations
 
 import asyncio
+import collections
 from dataclasses import dataclass
 
 from appliance.cache.blobs import BlobCache
 from appliance.cache.blobstore import MANIFEST_MAX, BlobKey, Kind
+from appliance.cache.index import CacheIndex
 from appliance.cache.index_records import TagRecord
+from appliance.cache.links import referenced_digests
 from appliance.cache.verify import sniff_media_type
 from appliance.errors import IntegrityError
 
 # Hashing a body smaller than this on the loop costs less than a thread hop.
 _HASH_INLINE = 64 * 1024
+# (registry, repository, manifest) whose links this process wrote: a warm pull served the same
+# manifest again writes nothing.
+_LINKED_KEPT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +43,33 @@ class ManifestCache:
         self._blobs = blobs
         self._index = blobs.index
         self._store = blobs.store
+        self._linked: collections.OrderedDict[tuple[str, str, str], None] = collections.OrderedDict()
+        self._linked_since = 0  # the index's purge count when ``_linked`` was last valid
+
+    @property
+    def index(self) -> CacheIndex:
+        return self._index
+
+    async def is_linked(self, registry: str, repository: str, digest: str) -> bool:
+        return await self._index.is_linked(registry, repository, digest)
+
+    def link(self, registry: str, repository: str, digest: str, body: bytes, media_type: str) -> None:
+        """Link ``repository`` to a manifest the upstream vouched for there, and to what it lists.
+
+        Queued, not waited for: the index's one thread runs it before any later lookup, so the
+        client's next request (a blob of this manifest) already finds the links.
+        """
+        key = (registry, repository, digest)
+        if self._linked_since != self._index.purges:  # a purge may have dropped links written
+            self._linked.clear()
+            self._linked_since = self._index.purges
+        if key in self._linked:
+            self._linked.move_to_end(key)
+            return
+        self._index.add_links_soon(registry, repository, (digest, *referenced_digests(body, media_type)))
+        self._linked[key] = None
+        if len(self._linked) > _LINKED_KEPT:
+            self._linked.popitem(last=False)
 
     async def get_by_digest(self, registry: str, digest: str) -> StoredManifest | None:
         key = BlobKey.of(registry, Kind.MANIFEST, digest)
