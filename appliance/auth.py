@@ -170,6 +170,28 @@ def choose_credential(
     return best_host[1] if best_host is not None else None
 
 
+def repository_accounts_answer_ping(
+    credentials: Iterable[Credential], registry: RegistryConfig, challenge: Challenge | None
+) -> bool:
+    """Whether a Basic challenge to the ``/v2/`` ping is for the engine to answer, not the client.
+
+    True when the registry asks for Basic and the engine holds only repository-prefix accounts for
+    it: the ping names no repository, so none of them applies (and none is sent for a path outside
+    its prefix), yet every request that does name one is answered with its own account.  Passing the
+    challenge on would make clients answer it themselves (containers/image with an empty account,
+    which then replaces ours on every request), so the ping is answered as the registry would for a
+    valid account.  A registry-level credential answers the ping itself; tokens need no such rule,
+    since an anonymous token answers the ping.
+    """
+    if challenge is None or challenge.scheme != ChallengeScheme.BASIC:
+        return False
+    found = list(credentials)
+    if choose_credential(found, registry, None) is not None:
+        return False
+    names = _host_names(registry)
+    return any(c.repository_prefix is not None and normalize_host(c.host) in names for c in found)
+
+
 def realm_allows_credentials(realm: str, registry: RegistryConfig) -> bool:
     """Whether a token realm URL may receive this registry's credentials.
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from appliance import oci
+from appliance import auth, oci
 from appliance.cache import BlobCache, ManifestCache
 from appliance.config import Config, RegistryConfig
 from appliance.errors import ErrorCode, RegistryError, UpstreamError
@@ -166,6 +166,14 @@ class RegistryProxy:
             self._pings[registry.host] = (config, self.clock())
         elif anonymous:
             self._pings.pop(registry.host, None)
+            challenge = auth.challenge_from(answer.headers.getall("WWW-Authenticate", ()))
+            if answer.status == 401 and auth.repository_accounts_answer_ping(
+                config.credentials, registry, challenge
+            ):
+                await answer.release()
+                draft.http_status = 200
+                draft.message = "answered locally: per-repository Basic accounts, none for /v2/"
+                return ping_response()
         return await relay_response(request, answer, draft)
 
     @staticmethod
