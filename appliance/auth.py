@@ -170,6 +170,16 @@ def choose_credential(
     return best_host[1] if best_host is not None else None
 
 
+def serves_a_registry(credential: Credential, registries: Iterable[RegistryConfig]) -> bool:
+    """Whether ``credential`` is keyed by a configured registry's name or auth host.
+
+    Otherwise its host is taken for a separate token server's (see ``realm_credential``): the
+    credential is only used for token requests to that host.
+    """
+    host = normalize_host(credential.host)
+    return any(host in _host_names(registry) for registry in registries)
+
+
 def repository_accounts_answer_ping(
     credentials: Iterable[Credential], registry: RegistryConfig, challenge: Challenge | None
 ) -> bool:

@@ -12,7 +12,10 @@ from __future__ import annotations
 import base64
 import logging
 import re
+import shlex
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -316,3 +319,73 @@ def test_realm_credential_prefers_the_longest_repository_prefix_on_the_token_hos
 )
 def test_scope_repository(scope: str | None, repository: str | None) -> None:
     assert scope_repository(scope) == repository
+
+
+# -- configuration: the seed's form survives import-env, the TOML file and export-env ---------------
+
+APPLIANCE = Path(sys.executable).parent / "appliance"
+
+
+def run_cli(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    base = {
+        "HOME": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+    }
+    return subprocess.run(
+        [str(APPLIANCE), *args],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("registries", "auth_registries"),
+    [
+        ("registry.gitlab.example", f"gitlab.example:reader:{READER_PASSWORD}"),
+        ("registry.gitlab.example gitlab.example", f"gitlab.example:reader:{READER_PASSWORD}"),
+        ("registry.test:5000", f"token.test:5001:reader:{READER_PASSWORD}"),
+        ("registry.test:5000 token.test:5001", f"token.test:5001:reader:{READER_PASSWORD}"),
+        ("quay.io", f"gitlab.example/team:team:{TEAM_PASSWORD} gitlab.example:reader:{READER_PASSWORD}"),
+    ],
+)
+def test_token_server_credentials_survive_import_env_the_toml_file_and_export_env(
+    tmp_path: Path, registries: str, auth_registries: str
+) -> None:
+    env = {"REGISTRIES": registries, "AUTH_REGISTRIES": auth_registries}
+    config_file = tmp_path / "c.toml"
+    imported = run_cli(tmp_path, "config", "import-env", "-o", str(config_file), env=env)
+    assert imported.returncode == 0, imported.stderr
+    checked = run_cli(tmp_path, "config", "check", "--config", str(config_file))
+    assert checked.returncode == 0, checked.stderr
+    exported = run_cli(tmp_path, "config", "export-env", "--config", str(config_file))
+    assert exported.returncode == 0, exported.stderr
+    values = dict(item.split("=", 1) for item in shlex.split(exported.stdout))
+    assert values["REGISTRIES"] == registries
+    assert values["AUTH_REGISTRIES"] == auth_registries
+    for output in (imported.stderr, checked.stdout, checked.stderr, exported.stderr):
+        for secret in SECRETS:
+            assert secret not in output
+
+
+def test_config_check_says_a_credential_named_for_no_registry_goes_only_to_token_requests(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "REGISTRIES": "registry.gitlab.example",
+        "AUTH_REGISTRIES": (
+            f"gitlab.example:reader:{READER_PASSWORD} registry.gitlab.example:own:{OWN_PASSWORD}"
+        ),
+    }
+    checked = run_cli(tmp_path, "config", "check", env=env)
+    assert checked.returncode == 0, checked.stderr
+    lines = {line.split(":", 1)[0].strip(): line for line in checked.stdout.splitlines() if "user '" in line}
+    assert "sent only with token requests" in lines["gitlab.example"]
+    assert "token requests" not in lines["registry.gitlab.example"]
+    for secret in SECRETS:
+        assert secret not in checked.stdout + checked.stderr
