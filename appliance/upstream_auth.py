@@ -127,6 +127,10 @@ class UpstreamAuth:
         else one configured for the realm's own host (the seed's AUTH_REGISTRIES form), else none."""
         if credential is not None and auth.realm_allows_credentials(realm, registry):
             return credential
+        if self._config.registry_for(registry.host) != registry:
+            # A host a redirect landed on (or one a reload removed): the token bought with the
+            # credential would go to it, and only configured registries may have such tokens.
+            return None
         borrowed = auth.realm_credential(
             self._config.credentials, realm, registry, auth.scope_repository(scope)
         )

@@ -29,7 +29,7 @@ from appliance.config import Config, Credential, RegistryConfig, ResolveOverride
 from appliance.upstream import UpstreamClient
 from tests.fixtures.pki import issue_server_cert, make_ca, pem
 
-NAMES = ("registry.test", "jwt.test", "other-jwt.test")
+NAMES = ("registry.test", "jwt.test", "other-jwt.test", "elsewhere.test")
 READER_PASSWORD = "canary-reader-7f3a9c"
 TEAM_PASSWORD = "canary-team-51be02"
 OWN_PASSWORD = "canary-own-0d44e1"
@@ -111,12 +111,26 @@ async def _token_server(request: web.Request, world: World, host: str) -> web.St
     return web.json_response({"token": token, "expires_in": 300})
 
 
+async def _elsewhere(request: web.Request, world: World) -> web.StreamResponse:
+    """An unconfigured host a redirect lands on, whose challenge names the configured token host."""
+    auth = request.headers.get("Authorization", "")
+    if auth.removeprefix("Bearer ") in world.tokens:
+        return web.Response(body=b"bytes from elsewhere")
+    scope = "repository:private/app:pull"
+    challenge = f'Bearer realm="{world.realm}",service="registry.test",scope="{scope}"'
+    return web.Response(status=401, headers={"WWW-Authenticate": challenge})
+
+
 async def _dispatch(request: web.Request) -> web.StreamResponse:
     world = request.app[WORLD]
     host = request.host.split(":")[0]
     world.seen.append(Seen(host, request.path_qs, request.headers.get("Authorization")))
+    if host == "registry.test" and request.path.startswith("/v2/moved/"):
+        return web.Response(status=307, headers={"Location": f"https://elsewhere.test{request.path_qs}"})
     if host == "registry.test":
         return await _registry(request, world)
+    if host == "elsewhere.test":
+        return await _elsewhere(request, world)
     return await _token_server(request, world, host)
 
 
@@ -260,6 +274,23 @@ async def test_a_token_host_credential_never_goes_anywhere_but_its_own_host_and_
     assert await pull(client, "private/app") == 401
     assert [s.authorization for s in world.seen if s.host != "registry.test"] in ([], [None])
     assert "as reader" not in caplog.text
+    assert " borrows " not in caplog.text
+    for secret in SECRETS:
+        assert secret not in caplog.text
+
+
+async def test_a_redirect_to_an_unconfigured_host_never_borrows_the_token_hosts_credential(
+    world: World, make_client: list[UpstreamClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The host a redirect lands on is no configured registry: a challenge from it naming the token
+    # host gets an anonymous token, or a token bought with our credential would go to that host.
+    caplog.set_level(logging.DEBUG, logger="appliance")
+    client = await client_for(make_client, make_config(world, cred("jwt.test", "reader", READER_PASSWORD)))
+    response = await client.request(REGISTRY, "GET", "/v2/moved/blobs/sha256:abc", repository="moved")
+    assert response.status == 200
+    assert await response.read(100) == b"bytes from elsewhere"
+    assert world.token_users("jwt.test") == [None]
+    assert world.hits("elsewhere.test")[0].authorization is None
     assert " borrows " not in caplog.text
     for secret in SECRETS:
         assert secret not in caplog.text
