@@ -171,6 +171,8 @@ class RegistryProxy:
                 config.credentials, registry, challenge
             ):
                 await answer.release()
+                # Cached as an upstream 200 would be: the answer only changes with the config.
+                self._pings[registry.host] = (config, self.clock())
                 draft.http_status = 200
                 draft.message = "answered locally: per-repository Basic accounts, none for /v2/"
                 return ping_response()
