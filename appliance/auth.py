@@ -170,6 +170,38 @@ def choose_credential(
     return best_host[1] if best_host is not None else None
 
 
+def serves_a_registry(credential: Credential, registries: Iterable[RegistryConfig]) -> bool:
+    """Whether ``credential`` is keyed by a configured registry's name or auth host.
+
+    Otherwise its host is taken for a separate token server's (see ``realm_credential``): the
+    credential is only used for token requests to that host.
+    """
+    host = normalize_host(credential.host)
+    return any(host in _host_names(registry) for registry in registries)
+
+
+def repository_accounts_answer_ping(
+    credentials: Iterable[Credential], registry: RegistryConfig, challenge: Challenge | None
+) -> bool:
+    """Whether a Basic challenge to the ``/v2/`` ping is for the engine to answer, not the client.
+
+    True when the registry asks for Basic and the engine holds only repository-prefix accounts for
+    it: the ping names no repository, so none of them applies (and none is sent for a path outside
+    its prefix), yet every request that does name one is answered with its own account.  Passing the
+    challenge on would make clients answer it themselves (containers/image with an empty account,
+    which then replaces ours on every request), so the ping is answered as the registry would for a
+    valid account.  A registry-level credential answers the ping itself; tokens need no such rule,
+    since an anonymous token answers the ping.
+    """
+    if challenge is None or challenge.scheme != ChallengeScheme.BASIC:
+        return False
+    found = list(credentials)
+    if choose_credential(found, registry, None) is not None:
+        return False
+    names = _host_names(registry)
+    return any(c.repository_prefix is not None and normalize_host(c.host) in names for c in found)
+
+
 def realm_allows_credentials(realm: str, registry: RegistryConfig) -> bool:
     """Whether a token realm URL may receive this registry's credentials.
 
@@ -179,27 +211,69 @@ def realm_allows_credentials(realm: str, registry: RegistryConfig) -> bool:
     "registrable domain" is not enough on its own: without the public suffix list, ``a.github.io``
     and ``b.github.io`` would look related, so the allowlist is explicit.
     """
+    origin = _realm_origin(realm, registry)
+    if origin is None:
+        return False
+    hostname, port, default_port = origin
+    for name in (*registry.names(), *registry.auth_hosts):
+        allowed_host, allowed_port = split_host_port(normalize_host(name))
+        # A name without a port means the scheme's default port, not any port on that host.
+        if allowed_host == hostname and (allowed_port or default_port) == port:
+            return True
+    return False
+
+
+def _realm_origin(realm: str, registry: RegistryConfig) -> tuple[str, int, int] | None:
+    """(host, port, the scheme's default port) of a realm URL that may receive credentials at all.
+
+    HTTPS, or plain HTTP for a plain-HTTP (lab) registry only: a secret never crosses the network
+    in clear text for a registry that is itself reached over TLS.  None for anything else.
+    """
     try:
         parts = urlsplit(realm)
         hostname = parts.hostname
         port = parts.port
     except ValueError:
-        return False
+        return None
     if not hostname:
-        return False
+        return None
     if parts.scheme == "http":
         if registry.scheme is not Scheme.HTTP:
-            return False
+            return None
     elif parts.scheme != "https":
-        return False
-    hostname = hostname.lower().rstrip(".")
+        return None
     default_port = 443 if parts.scheme == "https" else 80
-    for name in (*registry.names(), *registry.auth_hosts):
-        allowed_host, allowed_port = split_host_port(normalize_host(name))
-        # A name without a port means the scheme's default port, not any port on that host.
-        if allowed_host == hostname and (allowed_port or default_port) == (port or default_port):
-            return True
-    return False
+    return hostname.lower().rstrip("."), port or default_port, default_port
+
+
+def realm_credential(
+    credentials: Iterable[Credential], realm: str, registry: RegistryConfig, repository: str | None
+) -> Credential | None:
+    """A credential keyed by the token server's own host, for a token request to that host.
+
+    The seed's form for a registry with a separate auth server: AUTH_REGISTRIES names the auth
+    server (``gitlab.example`` for ``registry.gitlab.example``, ``auth.docker.io`` for Docker Hub),
+    not the registry.  The secret still only goes to the host it is configured for - the realm's
+    host and port must be the credential's, over HTTPS (plain HTTP only for a plain-HTTP registry) -
+    so whichever configured registry's challenge names that realm, nothing leaves for elsewhere.
+    A repository-prefix credential on the token host (``gitlab.example/team``) wins for
+    repositories under it, as everywhere else.
+    """
+    origin = _realm_origin(realm, registry)
+    if origin is None:
+        return None
+    hostname, port, default_port = origin
+    shown = f"[{hostname}]" if ":" in hostname else hostname
+    name = shown if port == default_port else f"{shown}:{port}"
+    return choose_credential(credentials, RegistryConfig(host=name), repository)
+
+
+def scope_repository(scope: str | None) -> str | None:
+    """The repository a ``repository:<name>:<actions>`` scope names, else None."""
+    parts = (scope or "").split(":")
+    if len(parts) >= 3 and parts[0] == "repository" and parts[1]:
+        return ":".join(parts[1:-1])
+    return None
 
 
 def realm_host(realm: str) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from appliance import __version__
+from appliance.auth import serves_a_registry
 from appliance.config import Config, ManifestCachePolicy, TunnelMode
 from appliance.config_values import default_config, format_resolve, mask_url
 from appliance.credentials import describe_store
@@ -97,9 +98,11 @@ def summary(config: Config) -> str:
         lines.append(f"  {registry.host}" + (f" ({'; '.join(extras)})" if extras else ""))
     lines.append(f"credentials ({len(config.credentials)}):")
     for credential in config.credentials:
+        token_server = not serves_a_registry(credential, config.registries)
         lines.append(
             f"  {credential.scope}: user {credential.username!r}, password ******** "
             f"(from {describe_store(credential)})"
+            + (": no registry has this name; sent only with token requests to it" if token_server else "")
         )
     lines.append(f"manifest cache: {_policy(config.manifest_cache)}")
     lines.append(

@@ -66,7 +66,8 @@ class Credential:
 
     ``scope`` is ``host[:port]`` or ``host[:port]/repo/prefix`` (a trailing ``/*`` is accepted and
     dropped when parsed).  A host may be a registry's own host or one of its auth hosts
-    (``auth.docker.io`` means Docker Hub, as in the seed).
+    (``auth.docker.io`` means Docker Hub, as in the seed), or a separate token server's host, whose
+    credential goes with token requests to that host only (``auth.realm_credential``).
     """
 
     scope: str

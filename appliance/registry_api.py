@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from appliance import oci, request_input
+from appliance import auth, oci, request_input
 from appliance.cache import BlobCache, ManifestCache
 from appliance.config import Config, RegistryConfig
 from appliance.errors import ErrorCode, RegistryError, UpstreamError
@@ -238,6 +238,16 @@ class RegistryProxy:
             self._pings[registry.host] = (config, self.clock())
         elif anonymous:
             self._pings.pop(registry.host, None)
+            challenge = auth.challenge_from(answer.headers.getall("WWW-Authenticate", ()))
+            if answer.status == 401 and auth.repository_accounts_answer_ping(
+                config.credentials, registry, challenge
+            ):
+                await answer.release()
+                # Cached as an upstream 200 would be: the answer only changes with the config.
+                self._pings[registry.host] = (config, self.clock())
+                draft.http_status = 200
+                draft.message = "answered locally: per-repository Basic accounts, none for /v2/"
+                return ping_response()
         return await relay_response(request, answer, draft)
 
     @staticmethod

@@ -39,12 +39,15 @@ class UpstreamAuth:
         self._tokens = TokenCache()
         self._token_fills: dict[TokenKey, asyncio.Future[Token | None]] = {}
         self._challenges: dict[str, Challenge] = {}  # registry host -> the challenge it last sent
+        # (registry host, token host, credential scope, user) already logged as borrowed.
+        self._borrowed: set[tuple[str, str, str, str]] = set()
 
     def reconfigure(self, config: Config) -> None:
         """Adopt a reloaded config; tokens go if credentials changed."""
         previous, self._config = self._config, config
         if config.credentials != previous.credentials:
             self._tokens.clear()
+            self._borrowed.clear()
 
     def remember_challenge(self, registry: RegistryConfig, challenge: Challenge) -> None:
         self._challenges[registry.host] = challenge
@@ -99,26 +102,50 @@ class UpstreamAuth:
         if challenge.scheme == ChallengeScheme.BASIC:
             return auth.basic_authorization(credential) if credential is not None else None
         realm = challenge.realm or ""
-        if credential is not None and not auth.realm_allows_credentials(realm, registry):
+        key = self._token_key(registry, challenge, credential, scope)
+        if credential is not None and key[1] is None:
             log.warning(
                 "registry %s: token realm host %s is not one of its allowed auth hosts;"
                 " requesting the token anonymously",
                 registry.host,
                 auth.realm_host(realm),
             )
-        key = self._token_key(registry, challenge, credential, scope)
         token = await self._token(registry, key, challenge, scope, ssl_param)
         return f"Bearer {token.value}" if token is not None else None
 
     def _token_key(
         self, registry: RegistryConfig, challenge: Challenge, credential: Credential | None, scope: str | None
     ) -> TokenKey:
-        sent = (
-            credential
-            if credential is not None and auth.realm_allows_credentials(challenge.realm or "", registry)
-            else None
+        wanted = scope or challenge.param("scope") or ""
+        sent = self._credential_for_realm(registry, challenge.realm or "", credential, wanted)
+        return (registry.host, auth.credential_identity(sent), wanted)
+
+    def _credential_for_realm(
+        self, registry: RegistryConfig, realm: str, credential: Credential | None, scope: str
+    ) -> Credential | None:
+        """What goes to the token realm: the registry's own credential where the realm may see it,
+        else one configured for the realm's own host (the seed's AUTH_REGISTRIES form), else none."""
+        if credential is not None and auth.realm_allows_credentials(realm, registry):
+            return credential
+        if self._config.registry_for(registry.host) != registry:
+            # A host a redirect landed on (or one a reload removed): the token bought with the
+            # credential would go to it, and only configured registries may have such tokens.
+            return None
+        borrowed = auth.realm_credential(
+            self._config.credentials, realm, registry, auth.scope_repository(scope)
         )
-        return (registry.host, auth.credential_identity(sent), scope or challenge.param("scope") or "")
+        if borrowed is not None:
+            noted = (registry.host, borrowed.host, borrowed.scope, borrowed.username)
+            if noted not in self._borrowed:
+                self._borrowed.add(noted)
+                log.info(
+                    "registry %s borrows the credential for %s (user %s) for its token requests to %s",
+                    registry.host,
+                    borrowed.scope,
+                    borrowed.username,
+                    auth.realm_host(realm),
+                )
+        return borrowed
 
     def forget_token(
         self,
