@@ -107,6 +107,7 @@ class Engine:
             self.tls_addresses = await self.door.listen(host, port, tls=context)
         listening = self.listen_addresses + self.tls_addresses
         self.own_addresses = tunnel_policy.own_interface_addresses() | {a for a, _ in listening}
+        self.upstream.set_own(self.own_addresses, {port for _, port in listening})
         self._background.spawn(self.warm_up(), name="warm-up")
 
     async def settled(self) -> None:
