@@ -85,6 +85,7 @@ class Engine:
             intercept=self.intercept,
             tunnel=self.serve_tunnel,
             timeouts=self.config.timeouts,
+            limits=self.config.limits,
         )
         self.own_addresses: set[str] = set()
         self.cache_lock = CacheLock(self.config.cache_dir)
@@ -184,6 +185,7 @@ class Engine:
         """Swap in a new configuration without dropping connections (hot reload)."""
         self.config = config
         self.upstream.reconfigure(config)
+        self.door.reconfigure(config.timeouts, config.limits)
 
     # -- routing ---------------------------------------------------------------------------------
 
