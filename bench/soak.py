@@ -135,16 +135,33 @@ Target = tuple[str, int, str | None]  # (url, expected length, proxy)
 async def run_clients(
     targets: Sequence[Target], clients: int, seconds: float, context: ssl.SSLContext
 ) -> Load:
+    """``clients`` workers fetching ``targets`` in turn until ``seconds`` are up.
+
+    One session per kind of target (proxied or not): aiohttp's ``limit`` bounds the connections in
+    use, not the idle ones kept per target kind, so one shared session would hold up to twice
+    ``clients`` connections.
+    """
     load = Load()
     deadline = time.monotonic() + seconds
-    connector = aiohttp.TCPConnector(limit=clients, ssl=context, force_close=False)
+    kinds = sorted({proxy or "" for _, _, proxy in targets})
     timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(connector=connector, trust_env=False, timeout=timeout) as session:
+    sessions = {
+        kind: aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max(1, clients // len(kinds)), ssl=context),
+            trust_env=False,
+            timeout=timeout,
+        )
+        for kind in kinds
+    }
+    try:
 
         async def worker(index: int) -> None:
+            kind = kinds[index % len(kinds)]
+            mine = [t for t in targets if (t[2] or "") == kind]
+            session = sessions[kind]
             turn = index
             while time.monotonic() < deadline:
-                url, length, proxy = targets[turn % len(targets)]
+                url, length, proxy = mine[turn % len(mine)]
                 turn += 1
                 started = time.monotonic()
                 try:
@@ -162,6 +179,9 @@ async def run_clients(
                     load.error(type(exc).__name__)
 
         await asyncio.gather(*(worker(i) for i in range(clients)))
+    finally:
+        for session in sessions.values():
+            await session.close()
     return load
 
 
