@@ -36,6 +36,7 @@ from typing import Any, cast
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from appliance import memory
 from appliance.config import Limits, Timeouts
 from appliance.tasks import OwnedTasks
 
@@ -44,6 +45,10 @@ log = logging.getLogger("appliance.server")
 MAX_CONNECT_HEAD = 16 * 1024
 CONNECT_OK = b"HTTP/1.1 200 Connection established\r\n\r\n"
 TLS_SHUTDOWN_TIMEOUT = 5.0
+# After this many client connections ended, free heap goes back to the kernel (memory.py), at most
+# once per TRIM_INTERVAL seconds: a burst of stalled clients cut at their deadline leaves no RSS.
+TRIM_AFTER_ENDS = 256
+TRIM_INTERVAL = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +125,9 @@ class FrontDoor:
     refused_over_limit: int = field(init=False, default=0)
     head_timeouts: int = field(init=False, default=0)
     _ended_waiters: list[asyncio.Future[None]] = field(init=False, default_factory=list)
+    _ends_since_trim: int = field(init=False, default=0)
+    _trim: asyncio.TimerHandle | None = field(init=False, default=None)
+    _last_trim: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         self._handler_options: dict[str, Any] = {
@@ -151,6 +159,9 @@ class FrontDoor:
         return [sock.getsockname()[:2] for sock in server.sockets]
 
     async def close(self, grace: float = 5.0) -> None:
+        if self._trim is not None:
+            self._trim.cancel()
+            self._trim = None
         for server in self._servers:
             server.close()
         for writer in list(self._tunnel_writers):
@@ -196,6 +207,17 @@ class FrontDoor:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+        self._ends_since_trim += 1
+        if self._ends_since_trim >= TRIM_AFTER_ENDS and self._trim is None:
+            loop = asyncio.get_running_loop()
+            wait = max(1.0, self._last_trim + TRIM_INTERVAL - loop.time())
+            self._trim = loop.call_later(wait, self._release_memory)
+
+    def _release_memory(self) -> None:
+        self._trim = None
+        self._ends_since_trim = 0
+        self._last_trim = asyncio.get_running_loop().time()
+        memory.release_free_memory()
 
     async def connection_ended(self) -> None:
         """Wait for the next client connection to end (for callers watching ``connections()``)."""
