@@ -49,6 +49,9 @@ TLS_SHUTDOWN_TIMEOUT = 5.0
 # once per TRIM_INTERVAL seconds: a burst of stalled clients cut at their deadline leaves no RSS.
 TRIM_AFTER_ENDS = 256
 TRIM_INTERVAL = 10.0
+# Every this many accepts, every source's closed transports are dropped, so addresses that never
+# come back do not pile up in the per-source table.
+PRUNE_EVERY = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +131,9 @@ class FrontDoor:
     _ends_since_trim: int = field(init=False, default=0)
     _trim: asyncio.TimerHandle | None = field(init=False, default=None)
     _last_trim: float = field(init=False, default=0.0)
+    _admitted: int = field(init=False, default=0)
+    _refusal_logged: float = field(init=False, default=float("-inf"))
+    _refusals_unlogged: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self._handler_options: dict[str, Any] = {
@@ -184,10 +190,11 @@ class FrontDoor:
 
     def admit(self, transport: asyncio.BaseTransport, source: str) -> str | None:
         """Count a new connection from ``source`` (an IP address), or say why it is refused."""
-        if self._open >= self.limits.max_connections:
+        self._admitted += 1
+        if self._admitted % PRUNE_EVERY == 0 or self._open >= self.limits.max_connections:
             self._prune_all()
-            if self._open >= self.limits.max_connections:
-                return f"the appliance holds {self._open} connections, its limit (max_connections)"
+        if self._open >= self.limits.max_connections:
+            return f"the appliance holds {self._open} connections, its limit (max_connections)"
         live = self._prune(source)
         if len(live) >= self.limits.connections_per_source:
             return f"{len(live)} connections from {source} already, the limit (connections_per_source)"
@@ -195,6 +202,21 @@ class FrontDoor:
         self._sources[source] = live
         self._open += 1
         return None
+
+    def refused(self, client: str, reason: str) -> None:
+        """Count a connection refused at accept; log at most one line per 10 s (a flood is likely)."""
+        self.refused_over_limit += 1
+        self._refusals_unlogged += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._refusal_logged >= 10.0:
+            log.warning(
+                "connection from %s refused: %s (%d refused since the last such line)",
+                client,
+                reason,
+                self._refusals_unlogged,
+            )
+            self._refusal_logged = now
+            self._refusals_unlogged = 0
 
     def connections(self) -> dict[str, int]:
         """Open client connections per source address (closing ones dropped)."""
@@ -351,6 +373,7 @@ class FrontDoor:
             self._tunnel_writers.discard(writer)
             if not writer.is_closing():
                 writer.close()
+            self.ended()
 
 
 class _ContextHandler(RequestHandler):
@@ -430,8 +453,7 @@ class FrontDoorProtocol(asyncio.Protocol):
         refusal = self.door.admit(transport, _source(peer))
         if refusal is not None:
             self.done = True
-            self.door.refused_over_limit += 1
-            log.warning("connection from %s refused: %s", self.client, refusal)
+            self.door.refused(self.client, refusal)
             _refuse(self.transport, 503, refusal)
             return
         loop = asyncio.get_running_loop()
