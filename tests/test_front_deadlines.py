@@ -233,3 +233,16 @@ def test_limits_are_read_from_the_file(tmp_path: Path) -> None:
     path.write_text("[limits]\nconnections_per_source = 64\nmax_connections = 1000\n")
     limits = load_file(path, Config(), {}).config.limits
     assert limits == Limits(connections_per_source=64, max_connections=1000)
+
+
+async def test_a_hot_reload_applies_new_limits_to_the_next_connections(engine) -> None:
+    port = port_of(engine)
+    _reader, first = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        engine.reload(replace(engine.config, limits=Limits(connections_per_source=1, max_connections=10)))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reply, _ = await read_until_closed(reader, 3)
+        writer.close()
+        assert reply.startswith(b"HTTP/1.1 503 ")
+    finally:
+        first.close()
