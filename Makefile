@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TEST_DEBS := docker-registry skopeo podman containerd nginx-light apache2-utils curl openssl \
 	debootstrap buildah runc
 
-.PHONY: run test lint typecheck unit e2e venv test-venv system-deps clean bench image-test fuzz
+.PHONY: run test lint typecheck unit e2e venv test-venv system-deps clean bench soak image-test fuzz
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -70,6 +70,19 @@ bench: test-venv
 	  else echo "missing Debian packages:$$missing (run as root to install them)"; exit 1; fi; \
 	fi
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Soak (issue 15; docs/security.md): SOAK_CLIENTS (200) clients over both modes for SOAK_SECONDS
+# (300) with SOAK_SLOW (200) slowloris connections alongside, loopback only, stops by itself.
+# Exit 1 when a check fails; results land in bench/results/soak-latest.json.
+soak: test-venv
+	@missing=""; for p in $(BENCH_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (run as root to install them)"; exit 1; fi; \
+	fi
+	$(BIN)/python -m bench.soak
 
 # Build the Dockerfile with buildah and run the image with podman, no Docker engine (issue 8):
 # see scripts/image-test.sh.  As root, installs the Debian packages it drives; exit 77 is a skip.

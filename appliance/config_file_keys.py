@@ -11,7 +11,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from appliance.config import CacheConfig, RegistryConfig, Timeouts
+from appliance.config import CacheConfig, Limits, RegistryConfig, Timeouts
 from appliance.credentials import CREDENTIAL_KEYS
 from appliance.errors import ConfigError
 
@@ -39,6 +39,7 @@ TOP_KEYS = (
     "manifest_cache",
     "timeouts",
     "tunnel",
+    "limits",
     "registries",
     "credentials",
 )
@@ -47,6 +48,7 @@ MANIFEST_KEYS = ("enabled", "default_ttl", "tiers")
 TIER_KEYS = ("name", "regex", "ttl")
 TIMEOUT_KEYS = tuple(f.name for f in fields(Timeouts))
 TUNNEL_KEYS = ("mode", "hosts")
+LIMIT_KEYS = tuple(f.name for f in fields(Limits))
 REGISTRY_KEYS = tuple(f.name for f in fields(RegistryConfig))
 _ALL_KEYS = frozenset(
     (
@@ -56,6 +58,7 @@ _ALL_KEYS = frozenset(
         *TIER_KEYS,
         *TIMEOUT_KEYS,
         *TUNNEL_KEYS,
+        *LIMIT_KEYS,
         *REGISTRY_KEYS,
         *CREDENTIAL_KEYS,
     )

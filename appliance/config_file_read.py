@@ -18,6 +18,7 @@ from appliance.config import (
     CacheConfig,
     Config,
     Credential,
+    Limits,
     ManifestCachePolicy,
     ManifestTier,
     RegistryConfig,
@@ -27,6 +28,7 @@ from appliance.config import (
 )
 from appliance.config_file_keys import (
     CACHE_KEYS,
+    LIMIT_KEYS,
     MANIFEST_KEYS,
     REGISTRY_KEYS,
     TIER_KEYS,
@@ -140,6 +142,8 @@ def config_from_document(
         changes["timeouts"] = replace(config.timeouts, **values)
     if "tunnel" in data:
         changes["tunnel"] = _tunnel(reader, reader.table(data, "tunnel"), config.tunnel)
+    if "limits" in data:
+        changes["limits"] = _limits(reader, reader.table(data, "limits"), config.limits)
     if "registries" in data:
         registries, found = _registries(reader, data["registries"])
         changes["registries"] = registries
@@ -217,6 +221,26 @@ def _tunnel(reader: TableReader, table: dict[str, Any], current: TunnelPolicy) -
     if mode is TunnelMode.LIST and not hosts:
         raise ConfigError(reader.at("tunnel.hosts"), 'mode = "list" needs at least one host')
     return TunnelPolicy(mode=mode, hosts=hosts if mode is TunnelMode.LIST else ())
+
+
+def _limits(reader: TableReader, table: dict[str, Any], current: Limits) -> Limits:
+    reader.check_keys(table, LIMIT_KEYS, "limits.")
+    values: dict[str, int] = {}
+    for key in LIMIT_KEYS:
+        if key in table:
+            value = table[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+                raise ConfigError(
+                    reader.at(f"limits.{key}"), f"expected a whole number from 1 to 1000000, not {value!r}"
+                )
+            values[key] = value
+    limits = replace(current, **values)
+    if limits.connections_per_source > limits.max_connections:
+        raise ConfigError(
+            reader.at("limits.connections_per_source"),
+            f"{limits.connections_per_source} is more than max_connections ({limits.max_connections})",
+        )
+    return limits
 
 
 def _registry(reader: TableReader, table: dict[str, Any], prefix: str) -> RegistryConfig:

@@ -187,6 +187,24 @@ def render_config(config: Config, defaults: Config, header: str = "") -> tomlkit
     doc.add(tomlkit.nl())
     doc.add("tunnel", tunnel)
 
+    limits = tomlkit.table()
+    put(
+        limits,
+        "connections_per_source",
+        config.limits.connections_per_source,
+        defaults.limits.connections_per_source,
+        "Client connections one IP address may hold open at once (more are refused with 503).",
+    )
+    put(
+        limits,
+        "max_connections",
+        config.limits.max_connections,
+        defaults.limits.max_connections,
+        "Client connections in all (bounds the memory stalled clients can hold).",
+    )
+    doc.add(tomlkit.nl())
+    doc.add("limits", limits)
+
     doc.add(tomlkit.nl())
     doc.add(tomlkit.comment("REGISTRIES: Docker Hub is always intercepted; list the others."))
     if config.registries == defaults.registries:

@@ -87,6 +87,7 @@ class Engine:
             intercept=self.intercept,
             tunnel=self.serve_tunnel,
             timeouts=self.config.timeouts,
+            limits=self.config.limits,
         )
         self.own_addresses: set[str] = set()
         self.cache_lock = CacheLock(self.config.cache_dir)
@@ -109,6 +110,7 @@ class Engine:
             self.tls_addresses = await self.door.listen(host, port, tls=context)
         listening = self.listen_addresses + self.tls_addresses
         self.own_addresses = tunnel_policy.own_interface_addresses() | {a for a, _ in listening}
+        self.upstream.set_own(self.own_addresses, {port for _, port in listening})
         self._background.spawn(self.warm_up(), name="warm-up")
 
     async def settled(self) -> None:
@@ -185,6 +187,7 @@ class Engine:
         """Swap in a new configuration without dropping connections (hot reload)."""
         self.config = config
         self.upstream.reconfigure(config)
+        self.door.reconfigure(config.timeouts, config.limits)
 
     # -- routing ---------------------------------------------------------------------------------
 

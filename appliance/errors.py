@@ -90,3 +90,16 @@ class UpstreamError(ApplianceError):
 
 class IntegrityError(UpstreamError):
     """Bytes from upstream did not match the digest or length they were asked for."""
+
+
+class UpstreamUnreachable(UpstreamError):
+    """The registry itself could not be reached (refused, timed out, TLS failed, no such name).
+
+    The only failure that marks a whole registry down (``health``): a bad answer from a reachable
+    registry - a redirect loop, an unusable or refused redirect, a CDN hop that fails - concerns
+    one request, not every repository behind the registry.
+    """
+
+
+class UpstreamRefused(UpstreamError):
+    """The upstream pointed the engine somewhere it will not go (a redirect the policy refuses)."""

@@ -1,8 +1,10 @@
 """The registry API's way upstream: requests skipped while a registry is down, and pass-through relays.
 
 Every upstream call the registry API makes (``/v2/`` pings, blob fills, manifest fetches and
-revalidations, relays) goes through one ``GatedUpstream``, so a connection-level failure anywhere
-marks the registry unreachable for all of them (see ``health``).
+revalidations, relays) goes through one ``GatedUpstream``, so failing to reach the registry itself
+marks it unreachable for all of them (see ``health``).  A bad answer from a registry that was
+reached - a redirect loop, a refused or unusable redirect, a CDN hop that fails - fails that one
+request only: one repository's broken blob must not put every repository behind a 502.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from appliance.config import RegistryConfig
-from appliance.errors import UpstreamError
+from appliance.errors import UpstreamError, UpstreamUnreachable
 from appliance.events import CacheStatus, EventDraft
 from appliance.health import UpstreamHealth
 from appliance.oci import Endpoint, Route
@@ -40,9 +42,8 @@ class GatedUpstream:
             raise UpstreamError(registry.host, reason)
         try:
             answer = await self.upstream.request(registry, method, path_qs, **kwargs)
-        except UpstreamError as exc:
-            if exc.status is None:  # connection-level: refused, timed out, TLS failure
-                self.health.failed(registry.host, exc.message)
+        except UpstreamUnreachable as exc:  # the registry's own origin: refused, timed out, TLS failure
+            self.health.failed(registry.host, exc.message)
             raise
         self.health.succeeded(registry.host)
         return answer

@@ -4,18 +4,25 @@ An override ``HOST[:PORT]=ADDR:PORT`` makes connections to HOST go to ADDR:PORT 
 above TCP (SNI, certificate verification, the ``Host`` header) keeps saying HOST: aiohttp asks the
 resolver for addresses and connects to the host *and port* it gets back, but names the TLS peer
 after the URL.  That is how tests and lab setups reach a registry under a made-up name.
+
+A ``guard`` sees every address list the system resolver returns before aiohttp dials it, and may
+raise (an ``OSError``) to refuse the connection: the redirect policy is checked on the very
+addresses that are connected to (see ``redirect_policy``).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from appliance.config import ResolveOverride
+
+Guard = Callable[[str, int, list[str]], None]
+"""``(host, port, addresses)``; raises ``OSError`` to refuse connecting to them."""
 
 
 def find_override(overrides: Iterable[ResolveOverride], host: str, port: int) -> ResolveOverride | None:
@@ -45,10 +52,12 @@ class OverrideResolver(AbstractResolver):
         *,
         ipv4_only: bool = False,
         fallback: AbstractResolver | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self._overrides = tuple(overrides)
         self._ipv4_only = ipv4_only
         self._fallback = fallback
+        self._guard = guard
 
     def update(self, overrides: Iterable[ResolveOverride], *, ipv4_only: bool) -> None:
         """Hot reload: new overrides apply to the next connection (the caller clears DNS caches)."""
@@ -79,7 +88,10 @@ class OverrideResolver(AbstractResolver):
         if self._fallback is None:
             # Created lazily: the default resolver binds to the running loop.
             self._fallback = DefaultResolver()
-        return await self._fallback.resolve(host, port, family)
+        results = await self._fallback.resolve(host, port, family)
+        if self._guard is not None:
+            self._guard(host, port, [result["host"] for result in results])
+        return results
 
     async def close(self) -> None:
         if self._fallback is not None:

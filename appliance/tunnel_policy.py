@@ -11,12 +11,13 @@ Rules by ``TunnelMode`` (every mode refuses a resolution that contains any refus
 mode     ports        addresses allowed
 ======== ============ ===================================================================
 default  443 only     public and private (RFC 1918, ULA); never loopback, link-local (cloud
-                      metadata 169.254.169.254, fe80::/10), unspecified (0.0.0.0 reaches
+                      metadata 169.254.169.254, fe80::/10), the cloud metadata addresses that
+                      are not link-local (``METADATA_ADDRESSES``), unspecified (0.0.0.0 reaches
                       localhost), multicast/broadcast/reserved, or the appliance's own addresses
 all      any          as ``default`` plus loopback (the seed's open behaviour, for labs and
                       tests), except the appliance's own listening ports on loopback, so a
-                      client cannot loop the proxy into itself; link-local stays refused:
-                      no registry lives at the metadata address
+                      client cannot loop the proxy into itself; link-local and the metadata
+                      addresses stay refused: no registry lives at a metadata address
 list     as listed    only ``host``, ``host:port``, ``*.suffix[:port]`` entries (a bare host
                       means port 443; ``*.example.com`` matches every sub-domain, not the apex);
                       addresses as ``default``
@@ -47,6 +48,17 @@ Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 _LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
 _HOST_NAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # connect() to 0.x reaches this host on Linux
+# Cloud instance-metadata services outside link-local space, so ``is_link_local`` misses them:
+# Alibaba Cloud (in 100.64/10, carrier-grade NAT: "private"), AWS's IPv6 IMDS (a ULA, "private") and
+# Azure's WireServer (a public address).  They hand out credentials to whoever asks from the
+# instance, so no mode, ``tunnel = "all"`` included, ever reaches them.
+METADATA_ADDRESSES: frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address] = frozenset(
+    {
+        ipaddress.IPv4Address("100.100.100.200"),
+        ipaddress.IPv6Address("fd00:ec2::254"),
+        ipaddress.IPv4Address("168.63.129.16"),
+    }
+)
 
 
 class AddressClass(StrEnum):
@@ -56,6 +68,7 @@ class AddressClass(StrEnum):
     LOOPBACK = "loopback"
     OWN = "the appliance's own"
     LINK_LOCAL = "link-local"
+    METADATA = "cloud metadata"
     MULTICAST = "multicast"
     RESERVED = "reserved"
     PRIVATE = "private"
@@ -138,6 +151,8 @@ def _classify(address: IPAddress, own: frozenset[IPAddress]) -> AddressClass:
         return AddressClass.OWN
     if address.is_link_local:
         return AddressClass.LINK_LOCAL
+    if _without_scope(address) in METADATA_ADDRESSES:
+        return AddressClass.METADATA
     if address.is_multicast:
         return AddressClass.MULTICAST
     if address.is_reserved or (isinstance(address, ipaddress.IPv6Address) and address.is_site_local):

@@ -68,6 +68,10 @@ class UpstreamClient:
         self._auth.reconfigure(config)
         self._transport.reconfigure(config)
 
+    def set_own(self, addresses: set[str], ports: set[int]) -> None:
+        """The appliance's own addresses and ports: no redirect may lead back to them."""
+        self._transport.set_own(addresses, ports)
+
     async def prepare(self, registry: RegistryConfig) -> None:
         """Build the TLS context ``registry`` needs now, instead of in its first request."""
         await self._transport.ssl_for(registry)

@@ -3,7 +3,10 @@
 Registries send blob downloads on to signed CDN URLs.  ``Redirects.follow`` walks up to
 ``MAX_REDIRECTS`` hops, sending ``Authorization`` only back to the registry's own origin; a hop that
 lands on another registry asking for a bearer token (registry.k8s.io -> Artifact Registry) gets an
-anonymous token from that registry's own realm.
+anonymous token from that registry's own realm.  Every hop first passes the redirect policy
+(``redirect_policy``): no https -> http downgrade, and a host nobody configured is reached only over
+the guarded pool, whose resolver refuses loopback, link-local, metadata and the appliance's own
+addresses at connect time.  A refused hop is ``UpstreamRefused``, raised before any connection.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from yarl import URL
 from appliance import auth
 from appliance.auth import ChallengeScheme
 from appliance.config import RegistryConfig
-from appliance.errors import UpstreamError
+from appliance.errors import UpstreamError, UpstreamRefused
+from appliance.redirect_policy import RedirectRefused
 from appliance.upstream_auth import UpstreamAuth
 from appliance.upstream_response import UpstreamResponse, streamed
 from appliance.upstream_transport import BODY_HEADERS, UpstreamTransport, origin, registry_url
@@ -66,15 +70,19 @@ class Redirects:
             if response.status == 303 or (response.status in (301, 302) and method not in ("GET", "HEAD")):
                 method, body_sent = "GET", False
                 headers = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in BODY_HEADERS)
+            try:
+                guarded = self._transport.redirect_policy.check_hop(registry, url, target)
+            except RedirectRefused as exc:
+                raise UpstreamRefused(registry.host, exc.reason) from None
             hops += 1
             url = target
             hop_authorization = authorization if origin(url) == home else None
             response = await self._transport.send(
-                registry, method, url, headers, hop_authorization, None, ssl_param
+                registry, method, url, headers, hop_authorization, None, ssl_param, guarded=guarded
             )
             if response.status == 401 and origin(url) != home:
                 response = await self._answer_foreign_challenge(
-                    registry, method, url, response, headers, ssl_param
+                    registry, method, url, response, headers, ssl_param, guarded
                 )
         return streamed(registry.host, response)
 
@@ -86,6 +94,7 @@ class Redirects:
         response: aiohttp.ClientResponse,
         headers: CIMultiDict[str],
         ssl_param: ssl.SSLContext | bool,
+        guarded: bool,
     ) -> aiohttp.ClientResponse:
         """A redirect landed on another registry that wants a bearer token (registry.k8s.io sends
         every request on to an Artifact Registry host): fetch one anonymously from that host's own
@@ -99,4 +108,6 @@ class Redirects:
         if bearer is None:
             return response
         response.release()
-        return await self._transport.send(registry, method, url, headers, bearer, None, ssl_param)
+        return await self._transport.send(
+            registry, method, url, headers, bearer, None, ssl_param, guarded=guarded
+        )

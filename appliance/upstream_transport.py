@@ -1,16 +1,22 @@
 """The wire under the upstream client: one pooled session, its TLS trust and proxy, and the one send.
 
-``UpstreamTransport`` owns the aiohttp session (with the ``--resolve`` overrides), one SSL context
+``UpstreamTransport`` owns the aiohttp sessions (with the ``--resolve`` overrides), one SSL context
 per set of trusted CA files, the outbound proxy and its credentials, and the scrubbing of secrets
 from failure messages.  ``send`` puts one request on the wire - never following a redirect, so the
 caller decides where credentials go - and feeds the registry's rate-limit headers to the tracker.
 The plain functions here say which headers go upstream and how the session is configured.
+
+Redirect hops to hosts the operator did not name go through a second, *guarded* session whose
+resolver applies the redirect policy to every address before it is dialled (``redirect_policy``);
+its pool only ever holds connections to checked addresses.  Only a failure to reach the registry's
+own origin is ``UpstreamUnreachable`` (what trips the per-registry breaker).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 import ssl
 from collections.abc import AsyncIterable, Callable, Mapping
 from pathlib import Path
@@ -20,9 +26,11 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from appliance.config import Config, RegistryConfig, Timeouts
-from appliance.errors import UpstreamError
+from appliance.errors import UpstreamError, UpstreamRefused, UpstreamUnreachable
 from appliance.ratelimit import RateLimitTracker
+from appliance.redirect_policy import RedirectPolicy, RedirectRefused
 from appliance.resolver import OverrideResolver
+from appliance.tunnel_policy import resolve_system
 from appliance.upstream_failures import collect_secrets, describe_failure, scrub
 
 USER_AGENT = "registry-appliance/0.1"
@@ -109,6 +117,10 @@ class UpstreamTransport:
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
         self._resolver: OverrideResolver | None = None
+        self._guarded_session: aiohttp.ClientSession | None = None
+        self._guarded_resolver: OverrideResolver | None = None
+        self._own: tuple[frozenset[str], frozenset[int]] = (frozenset(), frozenset())
+        self._policy = RedirectPolicy.from_config(config)
         self._ssl_contexts: dict[tuple[str, ...], ssl.SSLContext] = {}
         self._proxy, self._proxy_headers = split_proxy(config.upstream_proxy)
         self._secrets = collect_secrets(config)
@@ -117,8 +129,14 @@ class UpstreamTransport:
         if self._session is not None:
             return
         self._resolver = OverrideResolver(self._config.resolve, ipv4_only=self._config.disable_ipv6)
-        connector = aiohttp.TCPConnector(resolver=self._resolver, limit=256, limit_per_host=64)
-        self._session = aiohttp.ClientSession(
+        self._session = self._new_session(self._resolver)
+        # No overrides here: a --resolve name is exempt and never takes the guarded way.
+        self._guarded_resolver = OverrideResolver((), ipv4_only=self._config.disable_ipv6, guard=self._guard)
+        self._guarded_session = self._new_session(self._guarded_resolver)
+
+    def _new_session(self, resolver: OverrideResolver) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(resolver=resolver, limit=256, limit_per_host=64)
+        return aiohttp.ClientSession(
             connector=connector,
             timeout=client_timeout(self._config.timeouts),
             auto_decompress=False,
@@ -128,12 +146,28 @@ class UpstreamTransport:
         )
 
     async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
-        if self._resolver is not None:
-            await self._resolver.close()
-            self._resolver = None
+        for session in (self._session, self._guarded_session):
+            if session is not None:
+                await session.close()
+        self._session = self._guarded_session = None
+        for resolver in (self._resolver, self._guarded_resolver):
+            if resolver is not None:
+                await resolver.close()
+        self._resolver = self._guarded_resolver = None
+
+    def set_own(self, addresses: set[str], ports: set[int]) -> None:
+        """The appliance's own addresses and listening ports, known once it listens: never a hop."""
+        self._own = (frozenset(addresses), frozenset(ports))
+        self._policy = RedirectPolicy.from_config(self._config, *self._own)
+
+    @property
+    def redirect_policy(self) -> RedirectPolicy:
+        return self._policy
+
+    def _guard(self, host: str, port: int, addresses: list[str]) -> None:
+        if self._proxy is not None and host == (self._proxy.host or "").lower():
+            return  # the configured outbound proxy: the operator's choice, the target is checked apart
+        self._policy.check_addresses(host, port, addresses)
 
     def reconfigure(self, config: Config) -> None:
         """Adopt a reloaded config; the connection pool stays."""
@@ -143,10 +177,13 @@ class UpstreamTransport:
         self._ssl_contexts.clear()
         self._proxy, self._proxy_headers = split_proxy(config.upstream_proxy)
         self._secrets = collect_secrets(config)
+        self._policy = RedirectPolicy.from_config(config, *self._own)
         if self._resolver is not None:
             self._resolver.update(config.resolve, ipv4_only=config.disable_ipv6)
-        if self._session is not None:
-            connector = self._session.connector
+        if self._guarded_resolver is not None:
+            self._guarded_resolver.update((), ipv4_only=config.disable_ipv6)
+        for session in (self._session, self._guarded_session):
+            connector = session.connector if session is not None else None
             if isinstance(connector, aiohttp.TCPConnector):
                 connector.clear_dns_cache()
 
@@ -199,8 +236,17 @@ class UpstreamTransport:
         authorization: str | None,
         body: AsyncIterable[bytes] | None,
         ssl_param: ssl.SSLContext | bool,
+        *,
+        guarded: bool = False,
     ) -> aiohttp.ClientResponse:
+        """One request on the wire.  ``guarded``: a redirect hop to a host nobody configured."""
         session = self.session
+        if guarded:
+            if self._guarded_session is None:
+                raise RuntimeError("UpstreamClient.start() was not awaited")
+            session = self._guarded_session
+            if self._proxy is not None:
+                await self._check_behind_proxy(registry, url)
         send_headers = CIMultiDict(headers)
         if authorization:
             send_headers["Authorization"] = authorization
@@ -219,8 +265,36 @@ class UpstreamTransport:
                 proxy_headers=self._proxy_headers,
                 timeout=client_timeout(self._config.timeouts),
             )
+        except aiohttp.ClientConnectorDNSError as exc:
+            if isinstance(exc.os_error, RedirectRefused):
+                raise UpstreamRefused(registry.host, exc.os_error.reason) from None
+            raise self._failure(registry, url, exc) from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise UpstreamError(registry.host, self.scrub(describe_failure(exc, url.host or "?"))) from exc
+            raise self._failure(registry, url, exc) from exc
         if origin(url) == origin(registry_url(registry)):
             self._rate.observe(registry.host, response.status, response.headers, self._clock())
         return response
+
+    def _failure(self, registry: RegistryConfig, url: URL, exc: BaseException) -> UpstreamError:
+        message = self.scrub(describe_failure(exc, url.host or "?"))
+        if origin(url) == origin(registry_url(registry)):
+            return UpstreamUnreachable(registry.host, message)
+        return UpstreamError(registry.host, message)
+
+    async def _check_behind_proxy(self, registry: RegistryConfig, url: URL) -> None:
+        """Behind an outbound proxy the proxy resolves the name: check our own resolution first.
+
+        Weaker than the connect-time check (the proxy may resolve differently), so the proxy's own
+        policy is the last word there; it still stops a redirect to a name that points inward.
+        """
+        host = url.host or ""
+        port = url.port or 443
+        try:
+            family = socket.AF_INET if self._config.disable_ipv6 else socket.AF_UNSPEC
+            addresses = await resolve_system(host, port, family=family)
+        except OSError:
+            return  # unresolvable here: the proxy may know it (split horizon); it decides
+        try:
+            self._policy.check_addresses(host, port, addresses)
+        except RedirectRefused as exc:
+            raise UpstreamRefused(registry.host, exc.reason) from None

@@ -93,6 +93,7 @@ def test_the_example_file_is_valid_and_matches_the_defaults_it_documents(tmp_pat
     config = load_text(tmp_path, text, {**ENV, "ORGA_HUB_TOKEN": "t"})
     defaults = default_config(ENV)
     assert config.cache == defaults.cache and config.timeouts == defaults.timeouts
+    assert config.limits == defaults.limits
     assert config.manifest_cache == defaults.manifest_cache
     internal = config.registry_for("registry.internal:5000")
     assert internal is not None and internal.allow_push is True and internal.scheme is Scheme.HTTPS
