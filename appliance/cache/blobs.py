@@ -18,6 +18,7 @@ from appliance.cache.fills import FillManager
 from appliance.cache.index import CacheIndex
 from appliance.cache.index_records import EntryState, RegistryUsage, RepositoryListing
 from appliance.cache.readers import BlobReader, BypassReader, FetchBlob, FollowReader, HitReader
+from appliance.cache.storage_health import StorageHealth, StorageReport
 from appliance.cache.verify import VerifyReport, verify
 from appliance.events import CacheStatus
 
@@ -34,6 +35,7 @@ class CacheUsage:
     filling: int  # bytes reserved by fills in progress (they count against the cap)
     registries: tuple[RegistryUsage, ...]
     evicted: int  # entries evicted or expired since start
+    storage: StorageReport | None = None  # the disk's state: room, failed writes (storage_health)
 
 
 class BlobCache:
@@ -55,6 +57,9 @@ class BlobCache:
         self.index = index
         self.leases = Leases()
         self._clock = clock
+        # Shared by the index (dropped use records), the fills and the manifests: one disk state.
+        self.health = StorageHealth(min_free_disk, clock=clock)
+        index.health = self.health
         self.evictor = Evictor(index, store, self.leases, max_size=max_size, inactive=inactive, clock=clock)
         self.fills = FillManager(
             store,
@@ -64,6 +69,7 @@ class BlobCache:
             min_free_disk=min_free_disk,
             on_progress=on_progress,
             clock=clock,
+            health=self.health,
         )
         self._housekeeping_interval = housekeeping_interval
         self._housekeeping: asyncio.Task[None] | None = None
@@ -180,10 +186,11 @@ class BlobCache:
             self.index.add_ref_soon(registry, repository, str(key.digest))
             return hit
         fill, starter, mode = await self._join_or_start(key, repository, fetch, expected_size, on_miss)
-        if mode is FillMode.BYPASS:
+        if mode is FillMode.BYPASS or (fill.passthrough and not starter):
             source = fill.bypass_source if starter else None
             if source is None:
-                # The fill that was joined chose not to store: this request fetches on its own.
+                # The fill that was joined does not store (or lost its storage and holds only what
+                # its own readers still need): this request fetches on its own.
                 source = await fetch()
             return BypassReader(source, key.digest, registry)
         self.leases.acquire(key)
@@ -265,6 +272,8 @@ class BlobCache:
 
     async def usage(self) -> CacheUsage:
         totals = await self.index.totals()
+        # Fresh for status views (they are asked for seldom); room seen clears a "full" disk.
+        await self.fills.look_at_disk()
         return CacheUsage(
             bytes=totals.bytes,
             entries=totals.entries,
@@ -272,6 +281,7 @@ class BlobCache:
             filling=self.evictor.reserved,
             registries=totals.registries,
             evicted=self.evictor.evicted,
+            storage=self.health.report(),
         )
 
     async def purge(

@@ -62,11 +62,18 @@ def connect(path: Path) -> sqlite3.Connection:
 
 @contextmanager
 def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back if the body raises anything at all."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back if the body or the commit raises anything at all.
+
+    A COMMIT that fails (a full disk: SQLITE_FULL) can leave the transaction open, and SQLite may
+    already have rolled back a failed statement's transaction itself: the rollback runs only while
+    one is open, so the connection is always usable afterwards and the original error is the one
+    raised.
+    """
     db.execute("BEGIN IMMEDIATE")
     try:
         yield db
+        db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
