@@ -255,6 +255,7 @@ def verify_result(report: VerifyReport) -> p.VerifyResult:
         orphans=report.orphans,
         unfinished=report.unfinished,
         strays=report.strays,
+        loose=report.loose,
     )
 
 

@@ -11,6 +11,7 @@ import fcntl
 import os
 from pathlib import Path
 
+from appliance.cache import private
 from appliance.errors import ConfigError
 
 
@@ -21,7 +22,7 @@ class CacheLock:
 
     def acquire(self) -> None:
         """Take the lock or raise ConfigError naming the holder (blocking file I/O: call at start-up)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private.make_dirs(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
