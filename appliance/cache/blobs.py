@@ -284,6 +284,11 @@ class BlobCache:
             storage=self.health.report(),
         )
 
+    async def storage(self) -> StorageReport:
+        """The disk's state with a fresh look at its free space (``appliance status``)."""
+        await self.fills.look_at_disk()
+        return self.health.report()
+
     async def purge(
         self, *, registry: str | None = None, repository: str | None = None, digest: str | None = None
     ) -> int:

@@ -8,7 +8,8 @@ and ``/metrics`` show as the cache's disk state:
 * ``ok``: room to store.
 * ``low``: free space is below ``min_free_disk``; new blobs are passed through, not stored.
 * ``full``: a write failed for lack of space (ENOSPC, EDQUOT, SQLite's "database or disk is full")
-  and no look at the free space since has shown room again.  Fills are not started while full.
+  and no look at the free space since has shown room again (fills are not started meanwhile), or
+  less than ``NEARLY_FULL`` is free, whatever the watermark says.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 # Free bytes above the watermark that count as "room again" after a write failed for lack of space:
 # less than this and the next blob would most likely fail the same way.
 ROOM_AGAIN = 16 * 1024 * 1024
+# Less than this free is a full disk even with min_free_disk = 0: no layer fits.
+NEARLY_FULL = 1024 * 1024
 _NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 # How often one kind of dropped write is logged: a busy engine on a full disk drops one per request.
 _WARN_EVERY = 60.0
@@ -77,7 +80,7 @@ class StorageHealth:
 
     @property
     def state(self) -> DiskState:
-        if self.full:
+        if self.full or (self.free is not None and self.free < NEARLY_FULL):
             return DiskState.FULL
         if self.free is not None and self.free < self.min_free:
             return DiskState.LOW
