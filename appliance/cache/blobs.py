@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from appliance.cache.filestore import FileBlobStore
 from appliance.cache.fill import Fill, FillMode, FillProgress
 from appliance.cache.fills import FillManager
 from appliance.cache.index import CacheIndex
-from appliance.cache.index_records import EntryState, RegistryUsage, RepositoryListing
+from appliance.cache.index_records import Entry, EntryState, RegistryUsage, RepositoryListing
 from appliance.cache.readers import BlobReader, BypassReader, FetchBlob, FollowReader, HitReader
 from appliance.cache.storage_health import StorageHealth, StorageReport
 from appliance.cache.verify import VerifyReport, verify
@@ -123,11 +124,17 @@ class BlobCache:
 
     async def _recover(self) -> None:
         for entry in await self.index.unfinished():
-            if entry.state is EntryState.PENDING and await self.store.exists(entry.key):
-                await self.index.mark_ready_keys([entry.key])
-            else:
-                await self.store.delete(entry.key)
-                await self.index.remove([entry.key])
+            try:
+                if entry.state is EntryState.PENDING and await self.store.exists(entry.key):
+                    await self.index.mark_ready_keys([entry.key])
+                else:
+                    await self.store.delete(entry.key)
+                    await self.index.remove([entry.key])
+            except (OSError, sqlite3.Error) as exc:
+                # A full disk must not keep the engine from starting: the row stays unfinished
+                # (never served), and the next start or `cache verify --repair` finishes it.
+                self.health.failed(f"cache recovery of {entry.key.digest}", exc)
+                log.warning("cache recovery of %s left for later: %s", entry.key.digest, exc)
 
     async def close(self) -> None:
         if self._housekeeping is not None:
@@ -156,7 +163,7 @@ class BlobCache:
                 if entry is not None:
                     # The file vanished or changed behind our back: forget the entry, refill it.
                     log.warning("cache entry %s %s lost its file; dropping it", key.registry, key.digest)
-                    await self.evictor.delete([entry], force=True)
+                    await self.drop_lost(entry)
                 self.leases.release(key)
                 return None
             self.index.touch_soon(key, self._clock())
@@ -164,6 +171,13 @@ class BlobCache:
             self.leases.release(key)
             raise
         return HitReader(obj, lambda: self.leases.release(key), key.registry)
+
+    async def drop_lost(self, entry: Entry) -> None:
+        """Forget an entry whose file is gone; on a full disk that may fail, and the caller misses."""
+        try:
+            await self.evictor.delete([entry], force=True)
+        except (OSError, sqlite3.Error) as exc:  # a full disk: the request goes on as a miss anyway
+            self.health.failed(f"dropping the lost entry {entry.key.digest}", exc)
 
     async def open_or_fill(
         self,

@@ -32,8 +32,11 @@ class CacheLock:
             raise ConfigError(
                 str(self.path.parent), f"the cache directory is in use by a running appliance (pid {holder})"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+        except OSError:
+            pass  # a full disk: the pid only names the holder in the message above; the lock holds
         self._fd = fd
 
     def release(self) -> None:

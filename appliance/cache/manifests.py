@@ -55,7 +55,7 @@ class ManifestCache:
                 return None
             reader = await self._store.open(key)
             if reader is None:
-                await self._blobs.evictor.delete([entry], force=True)
+                await self._blobs.drop_lost(entry)
                 return None
             try:
                 body = await reader.read_at(0, entry.size)

@@ -114,3 +114,23 @@ def test_with_the_cache_disk_full_cached_and_new_pulls_all_complete_and_status_s
     errors = [e for e in events if e.split()[0] == "ERROR"]
     assert errors == []
     assert any(e.split()[0] in ("HIT", "REVALIDATED") and cached.repository in e for e in events)
+
+
+def test_the_engine_restarts_on_a_full_cache_disk_and_serves_what_it_has(
+    tmp_path: Path,
+    engine_on_small_disk: Appliance,
+    open_registry: UpstreamRegistry,
+    push_test_image: ImagePusher,
+) -> None:
+    appliance = engine_on_small_disk
+    image = push_test_image(open_registry, layer_sizes=(300_000, 200_000))
+    _pull(appliance, open_registry, image, tmp_path / "warm")
+    appliance.kill()  # no orderly shutdown: the index keeps its WAL, the lock file its pid
+    fill_up(appliance.cache_dir)
+
+    appliance.start()
+    _pull(appliance, open_registry, image, tmp_path / "after")
+
+    statuses = [e.split()[0] for e in appliance.events() if image.repository in e and " blob " in e]
+    assert statuses[-len(image.blob_digests) :] == ["HIT"] * len(image.blob_digests)
+    assert "cache disk    FULL" in _cli(appliance, "status")
