@@ -158,9 +158,7 @@ def _storage(w: _Writer, storage: StorageReport | None) -> None:
         w.sample("appliance_cache_disk_free_bytes", storage.free)
     w.family("appliance_cache_disk_min_free_bytes", "gauge", "The free-space watermark (min_free_disk).")
     w.sample("appliance_cache_disk_min_free_bytes", storage.min_free)
-    w.family(
-        "appliance_cache_write_failures_total", "counter", "Cache writes (files or index) that failed."
-    )
+    w.family("appliance_cache_write_failures_total", "counter", "Cache writes (files or index) that failed.")
     w.sample("appliance_cache_write_failures_total", storage.write_failures)
     w.family(
         "appliance_cache_dropped_records_total",
