@@ -182,3 +182,22 @@ async def test_a_request_after_storage_failed_passes_through_and_storing_resumes
     hit = await cache.open(REG, sha256(data))
     assert hit is not None
     await hit.close()
+
+
+async def test_a_request_joining_a_fill_that_lost_its_storage_fetches_on_its_own(
+    make_cache: CacheFactory, disk: Path
+) -> None:
+    cache = await make_cache(directory=disk / "cache")
+    data = payload(5 * MIB, seed=8)
+    upstream = Upstream(data, chunk=256 * 1024, gate=asyncio.Event())
+    [first] = await _start_fill_then_fill_the_disk(cache, upstream, disk, readers=1)
+    fill = cache.fills.get(next(iter(cache.fills.reserved_keys)))
+    assert fill is not None
+    while not fill.passthrough:
+        await fill.changed.wait()
+
+    async with await cache.open_or_fill(REG, REPO, sha256(data), upstream.fetch) as late:
+        assert late.status is CacheStatus.BYPASS  # the fill no longer holds the bytes it needs
+        assert await read_all(late.chunks()) == data
+    assert await first == data
+    assert upstream.fetches == 2
