@@ -39,6 +39,8 @@ def format_status(status: p.Status) -> str:
         f"CA            {status.ca.fingerprint_sha256} ({status.ca.days_left} days left)",
         f"config        {status.config_path or '(none)'}",
     ]
+    if status.cache_disk is not None:
+        lines.append(f"cache disk    {format_cache_disk(status.cache_disk)}")
     hub = status.docker_hub_rate_limit
     if hub is not None and hub.remaining is not None:
         lines.append(
@@ -49,6 +51,31 @@ def format_status(status: p.Status) -> str:
         detail = f" - {registry.last_error}" if registry.health is p.RegistryHealth.DEGRADED else ""
         lines.append(f"  {registry.host:<32} {registry.health:<12} {registry.requests} requests{detail}")
     return "\n".join(lines)
+
+
+def format_cache_disk(disk: p.CacheDisk) -> str:
+    """``FULL: new content passed through uncached (12.0 KiB free; 3 writes failed ...)``."""
+    free = "free space unknown" if disk.free is None else f"{human_bytes(disk.free)} free"
+    if disk.state is p.CacheDiskState.FULL:
+        head = f"FULL: serving cached content, passing the rest through uncached ({free})"
+    elif disk.state is p.CacheDiskState.LOW:
+        head = f"LOW: {free}, under min_free_disk {human_bytes(disk.min_free)}; new blobs pass through"
+    else:
+        head = f"ok, {free}"
+    failures = [
+        f"{count} {what}"
+        for count, what in (
+            (disk.write_failures, "writes failed"),
+            (disk.dropped_records, "use records dropped"),
+            (disk.passthrough_fills, "fills passed through"),
+        )
+        if count
+    ]
+    if failures:
+        head += "; " + ", ".join(failures)
+    if disk.last_failure and disk.state is not p.CacheDiskState.OK:
+        head += f"; last: {disk.last_failure}"
+    return head
 
 
 def format_counters(c: p.Counters) -> str:
@@ -66,6 +93,7 @@ def format_stats(stats: p.Stats) -> str:
     lines = [
         f"cache   {human_bytes(cache.bytes)} of {human_bytes(cache.cap)} ({used:.0%}), "
         f"{cache.entries} entries, {cache.evicted} evicted",
+        *([f"disk    {format_cache_disk(cache.disk)}"] if cache.disk is not None else []),
         f"total   {format_counters(stats.totals)}",
         f"events  {stats.events.subscribers} subscribers, {stats.events.dropped_total} dropped",
     ]

@@ -127,6 +127,7 @@ class ControlServer:
             pid=os.getpid(),
             listen=engine.listen_addresses,
             ca=info,
+            storage=await engine.blobs.storage(),
         )
         return json_response(body)
 

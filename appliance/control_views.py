@@ -12,6 +12,7 @@ from dataclasses import replace
 from appliance import __version__
 from appliance import protocol as p
 from appliance.cache import CacheUsage, FillProgress, RepositoryListing, VerifyReport
+from appliance.cache.storage_health import StorageReport
 from appliance.config import DOCKER_HUB_HOST, Config, Credential, Secret, SecretStore
 from appliance.config_values import format_tunnel, mask_url
 from appliance.events import CacheStatus, Event
@@ -75,6 +76,7 @@ def status(
     pid: int,
     listen: Iterable[tuple[str, int]],
     ca: p.CaInfo,
+    storage: StorageReport | None = None,
 ) -> p.Status:
     now = time.time()
     return p.Status(
@@ -89,6 +91,22 @@ def status(
         docker_hub_rate_limit=rate_limit(rate_limits.get(DOCKER_HUB_HOST)),
         config_path=str(config.config_path) if config.config_path else None,
         control_socket=str(config.control_socket),
+        cache_disk=cache_disk(storage),
+    )
+
+
+def cache_disk(storage: StorageReport | None) -> p.CacheDisk | None:
+    if storage is None:
+        return None
+    return p.CacheDisk(
+        state=p.CacheDiskState(storage.state.value),
+        free=storage.free,
+        min_free=storage.min_free,
+        write_failures=storage.write_failures,
+        dropped_records=storage.dropped_records,
+        passthrough_fills=storage.passthrough_fills,
+        last_failure=storage.last_failure,
+        last_failure_at=storage.last_failure_at,
     )
 
 
@@ -129,6 +147,7 @@ def stats(stats: Stats, usage: CacheUsage, events: p.EventStreamStats) -> p.Stat
             cap=usage.cap,
             filling=usage.filling,
             evicted=usage.evicted,
+            disk=cache_disk(usage.storage),
         ),
         registries=registries,
         requests=tuple(
@@ -255,10 +274,12 @@ def verify_result(report: VerifyReport) -> p.VerifyResult:
         orphans=report.orphans,
         unfinished=report.unfinished,
         strays=report.strays,
+        loose=report.loose,
     )
 
 
 __all__ = [
+    "cache_disk",
     "config_view",
     "env_view",
     "event_record",

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from appliance.cache import CacheUsage, FillProgress
+from appliance.cache.storage_health import DiskState, StorageReport
 from appliance.ratelimit import RateLimitState
 from appliance.stats import FROM_CACHE, FROM_UPSTREAM, Stats
 
@@ -110,6 +111,7 @@ def render(data: MetricsInput) -> str:
         w.sample("appliance_cache_registry_size_bytes", reg.bytes, {"registry": reg.registry})
     w.family("appliance_cache_evictions_total", "counter", "Entries evicted, expired or purged since start.")
     w.sample("appliance_cache_evictions_total", usage.evicted)
+    _storage(w, usage.storage)
 
     fills = [f for f in data.inflight if not f.finished]
     w.family("appliance_cache_inflight_fills", "gauge", "Blob downloads into the cache in progress.")
@@ -135,6 +137,41 @@ def render(data: MetricsInput) -> str:
     w.family("appliance_events_subscribers", "gauge", "Connected event-stream subscribers.")
     w.sample("appliance_events_subscribers", data.event_subscribers)
     return "\n".join(w.lines) + "\n"
+
+
+def _storage(w: _Writer, storage: StorageReport | None) -> None:
+    if storage is None:
+        return
+    w.family(
+        "appliance_cache_disk_state",
+        "gauge",
+        "The cache disk's state, 1 for the current one: ok, low (under min_free_disk, new blobs pass"
+        " through) or full (writes fail for lack of space; cached content is served, the rest passed"
+        " through).",
+    )
+    for state in DiskState:
+        w.sample("appliance_cache_disk_state", int(storage.state is state), {"state": state.value})
+    w.family("appliance_cache_disk_full", "gauge", "1 while the cache disk is full, else 0.")
+    w.sample("appliance_cache_disk_full", int(storage.state is DiskState.FULL))
+    if storage.free is not None:
+        w.family("appliance_cache_disk_free_bytes", "gauge", "Bytes free on the cache's filesystem.")
+        w.sample("appliance_cache_disk_free_bytes", storage.free)
+    w.family("appliance_cache_disk_min_free_bytes", "gauge", "The free-space watermark (min_free_disk).")
+    w.sample("appliance_cache_disk_min_free_bytes", storage.min_free)
+    w.family("appliance_cache_write_failures_total", "counter", "Cache writes (files or index) that failed.")
+    w.sample("appliance_cache_write_failures_total", storage.write_failures)
+    w.family(
+        "appliance_cache_dropped_records_total",
+        "counter",
+        "Index writes that only record use (access times, references) dropped because they failed.",
+    )
+    w.sample("appliance_cache_dropped_records_total", storage.dropped_records)
+    w.family(
+        "appliance_cache_passthrough_fills_total",
+        "counter",
+        "Fills whose storage failed mid-way and whose readers got the blob passed through uncached.",
+    )
+    w.sample("appliance_cache_passthrough_fills_total", storage.passthrough_fills)
 
 
 __all__ = ["CONTENT_TYPE", "MetricsInput", "render"]

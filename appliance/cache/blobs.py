@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,8 +17,9 @@ from appliance.cache.filestore import FileBlobStore
 from appliance.cache.fill import Fill, FillMode, FillProgress
 from appliance.cache.fills import FillManager
 from appliance.cache.index import CacheIndex
-from appliance.cache.index_records import EntryState, RegistryUsage, RepositoryListing
+from appliance.cache.index_records import Entry, EntryState, RegistryUsage, RepositoryListing
 from appliance.cache.readers import BlobReader, BypassReader, FetchBlob, FollowReader, HitReader
+from appliance.cache.storage_health import StorageHealth, StorageReport
 from appliance.cache.verify import VerifyReport, verify
 from appliance.events import CacheStatus
 
@@ -34,6 +36,7 @@ class CacheUsage:
     filling: int  # bytes reserved by fills in progress (they count against the cap)
     registries: tuple[RegistryUsage, ...]
     evicted: int  # entries evicted or expired since start
+    storage: StorageReport | None = None  # the disk's state: room, failed writes (storage_health)
 
 
 class BlobCache:
@@ -55,6 +58,9 @@ class BlobCache:
         self.index = index
         self.leases = Leases()
         self._clock = clock
+        # Shared by the index (dropped use records), the fills and the manifests: one disk state.
+        self.health = StorageHealth(min_free_disk, clock=clock)
+        index.health = self.health
         self.evictor = Evictor(index, store, self.leases, max_size=max_size, inactive=inactive, clock=clock)
         self.fills = FillManager(
             store,
@@ -64,6 +70,7 @@ class BlobCache:
             min_free_disk=min_free_disk,
             on_progress=on_progress,
             clock=clock,
+            health=self.health,
         )
         self._housekeeping_interval = housekeeping_interval
         self._housekeeping: asyncio.Task[None] | None = None
@@ -117,11 +124,17 @@ class BlobCache:
 
     async def _recover(self) -> None:
         for entry in await self.index.unfinished():
-            if entry.state is EntryState.PENDING and await self.store.exists(entry.key):
-                await self.index.mark_ready_keys([entry.key])
-            else:
-                await self.store.delete(entry.key)
-                await self.index.remove([entry.key])
+            try:
+                if entry.state is EntryState.PENDING and await self.store.exists(entry.key):
+                    await self.index.mark_ready_keys([entry.key])
+                else:
+                    await self.store.delete(entry.key)
+                    await self.index.remove([entry.key])
+            except (OSError, sqlite3.Error) as exc:
+                # A full disk must not keep the engine from starting: the row stays unfinished
+                # (never served), and the next start or `cache verify --repair` finishes it.
+                self.health.failed(f"cache recovery of {entry.key.digest}", exc)
+                log.warning("cache recovery of %s left for later: %s", entry.key.digest, exc)
 
     async def close(self) -> None:
         if self._housekeeping is not None:
@@ -150,7 +163,7 @@ class BlobCache:
                 if entry is not None:
                     # The file vanished or changed behind our back: forget the entry, refill it.
                     log.warning("cache entry %s %s lost its file; dropping it", key.registry, key.digest)
-                    await self.evictor.delete([entry], force=True)
+                    await self.drop_lost(entry)
                 self.leases.release(key)
                 return None
             self.index.touch_soon(key, self._clock())
@@ -158,6 +171,13 @@ class BlobCache:
             self.leases.release(key)
             raise
         return HitReader(obj, lambda: self.leases.release(key), key.registry)
+
+    async def drop_lost(self, entry: Entry) -> None:
+        """Forget an entry whose file is gone; on a full disk that may fail, and the caller misses."""
+        try:
+            await self.evictor.delete([entry], force=True)
+        except (OSError, sqlite3.Error) as exc:  # a full disk: the request goes on as a miss anyway
+            self.health.failed(f"dropping the lost entry {entry.key.digest}", exc)
 
     async def open_or_fill(
         self,
@@ -180,10 +200,11 @@ class BlobCache:
             self.index.add_ref_soon(registry, repository, str(key.digest))
             return hit
         fill, starter, mode = await self._join_or_start(key, repository, fetch, expected_size, on_miss)
-        if mode is FillMode.BYPASS:
+        if mode is FillMode.BYPASS or (fill.passthrough and not starter):
             source = fill.bypass_source if starter else None
             if source is None:
-                # The fill that was joined chose not to store: this request fetches on its own.
+                # The fill that was joined does not store (or lost its storage and holds only what
+                # its own readers still need): this request fetches on its own.
                 source = await fetch()
             return BypassReader(source, key.digest, registry)
         self.leases.acquire(key)
@@ -265,6 +286,8 @@ class BlobCache:
 
     async def usage(self) -> CacheUsage:
         totals = await self.index.totals()
+        # Fresh for status views (they are asked for seldom); room seen clears a "full" disk.
+        await self.fills.look_at_disk()
         return CacheUsage(
             bytes=totals.bytes,
             entries=totals.entries,
@@ -272,7 +295,13 @@ class BlobCache:
             filling=self.evictor.reserved,
             registries=totals.registries,
             evicted=self.evictor.evicted,
+            storage=self.health.report(),
         )
+
+    async def storage(self) -> StorageReport:
+        """The disk's state with a fresh look at its free space (``appliance status``)."""
+        await self.fills.look_at_disk()
+        return self.health.report()
 
     async def purge(
         self, *, registry: str | None = None, repository: str | None = None, digest: str | None = None

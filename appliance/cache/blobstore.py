@@ -144,3 +144,7 @@ class BlobStore(abc.ABC):
     async def strays(self, *, remove: bool) -> list[str]:
         """Objects whose names are not keys (never written by the cache); verify reports them."""
         return []
+
+    async def loose_modes(self, *, repair: bool) -> list[str]:
+        """Files and directories others could read (verify); ``repair`` makes them private."""
+        return []

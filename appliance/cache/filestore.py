@@ -7,6 +7,7 @@ Layout under the store root::
 
 A file appears under ``data/`` only by an atomic rename after its digest and length were verified,
 so any file there is correct unless the disk itself corrupted it (``verify`` re-hashes for that).
+Files are created 0600 and directories 0700 (``private``): cached content may be private images.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from appliance.cache import private
 from appliance.cache.blobstore import BlobKey, BlobStore, Kind, ObjectReader, StoredObject, TempBlob
 from appliance.digests import Algorithm, Digest, DigestHasher
 
@@ -106,7 +108,7 @@ class _FileTemp(TempBlob):
 
     def _commit(self) -> None:
         os.fsync(self._fd)
-        self._final.parent.mkdir(parents=True, exist_ok=True)
+        private.make_dirs(self._final.parent)
         os.rename(self._temp, self._final)
         _fsync_dir(self._final.parent)
 
@@ -143,8 +145,12 @@ class FileBlobStore(BlobStore):
         return await self._files.write(self._start)
 
     def _start(self) -> int:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        private.make_dirs(self.data_dir)
+        private.make_dirs(self.tmp_dir)
+        # The top made private at every start (a cache from before modes were set, a directory
+        # made by a packager): nothing beneath can be reached by others without these.
+        for directory in (self.root, self.data_dir, self.tmp_dir):
+            private.tighten(directory)
         swept = 0
         for entry in os.scandir(self.tmp_dir):
             with contextlib.suppress(FileNotFoundError):
@@ -157,7 +163,7 @@ class FileBlobStore(BlobStore):
 
     async def create_temp(self, key: BlobKey) -> TempBlob:
         temp = self.tmp_dir / f"{uuid.uuid4().hex}.part"
-        fd = await self._files.write(os.open, temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = await self._files.write(os.open, temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, private.FILE_MODE)
         return _FileTemp(self._files, fd, temp, self.path_for(key))
 
     async def open(self, key: BlobKey) -> ObjectReader | None:
@@ -194,11 +200,12 @@ class FileBlobStore(BlobStore):
         temp = self.tmp_dir / f"{uuid.uuid4().hex}.part"
         final = self.path_for(key)
         try:
-            with open(temp, "xb") as handle:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, private.FILE_MODE)
+            with open(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            final.parent.mkdir(parents=True, exist_ok=True)
+            private.make_dirs(final.parent)
             os.rename(temp, final)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -273,6 +280,15 @@ class FileBlobStore(BlobStore):
                         with contextlib.suppress(FileNotFoundError):
                             path.unlink()
         return stray
+
+    async def loose_modes(self, *, repair: bool) -> list[str]:
+        return await self._files.write(self._loose_modes, repair)
+
+    def _loose_modes(self, repair: bool) -> list[str]:
+        # Run as root on an engine's cache (offline verify), files are also handed back to the
+        # owner of the cache directory, the engine's user, so the engine can still open them.
+        owner = self.root.stat().st_uid if os.geteuid() == 0 else None
+        return private.loose_paths(self.root, repair=repair, owner=owner)
 
 
 def _valid_rel(parts: tuple[str, ...]) -> bool:

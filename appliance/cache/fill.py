@@ -3,6 +3,11 @@
 Readers follow a fill as it grows, each at its own pace: from the last chunks held in memory when
 they keep up, from the temp object when they lag, woken by an ``asyncio.Event`` replaced on every
 change.  ``fills`` starts and runs fills; ``readers`` reads them.
+
+A fill whose storage fails (the disk filled up) goes on as a pass-through: the bytes already
+written stay readable through the open temp file, and from then on every chunk is held in memory
+until the slowest reader has it (the fill waits for readers beyond ``PASSTHROUGH_HELD``), so its
+readers get the whole blob and nothing is committed.
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ from enum import Enum
 
 from appliance.cache.blobstore import BlobKey, TempBlob
 from appliance.cache.readers import BlobSource
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, UpstreamError
+
+# Bytes a pass-through fill holds beyond its slowest reader before it waits for that reader.
+PASSTHROUGH_HELD = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +66,15 @@ class Fill:
         self.ready: asyncio.Future[FillMode] = asyncio.get_running_loop().create_future()
         self.bypass_source: BlobSource | None = None
         self.starter_gone = False
+        # Storage failed mid-way: the fill streams on from upstream without writing (module docstring).
+        self.passthrough = False
+        self.moved = asyncio.Event()  # a reader advanced (what a pass-through fill waits for)
+        self._positions: dict[int, int] = {}  # id(reader) -> the next offset it needs
         self._temp: TempBlob | None = None
         self._released = False
-        # The last two chunks received (offset, bytes): the one being written and the one before.
-        self._recent: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=2)
+        # Chunks received (offset, bytes): while storing, the last two (the one being written and
+        # the one before); in pass-through, every one past ``written`` some reader still needs.
+        self._recent: collections.deque[tuple[int, bytes]] = collections.deque()
 
     def store_in(self, temp: TempBlob) -> None:
         """The temp object the bytes go to; readers that fall behind read it back from there."""
@@ -78,9 +91,42 @@ class Fill:
     def attach(self) -> None:
         self.readers += 1
 
-    async def detach(self) -> None:
+    async def detach(self, reader: object | None = None) -> None:
         self.readers -= 1
+        if reader is not None:
+            self._positions.pop(id(reader), None)
+            self._reader_moved()
         await self.release_if_idle()
+
+    def advance(self, reader: object, position: int) -> None:
+        """A reader's next offset; a pass-through fill drops what all its readers have."""
+        self._positions[id(reader)] = position
+        if self.passthrough:
+            self._reader_moved()
+
+    def _reader_moved(self) -> None:
+        if self.passthrough:
+            self._trim()
+            moved, self.moved = self.moved, asyncio.Event()
+            moved.set()
+
+    def slowest(self) -> int:
+        """The smallest offset a reader still needs (``received`` when nobody reads)."""
+        return min(self._positions.values(), default=self.received)
+
+    def held(self) -> int:
+        """Bytes held in memory beyond the slowest reader (what a pass-through fill bounds)."""
+        return self.received - max(self.slowest(), self.written)
+
+    def lose_storage(self) -> list[tuple[int, bytes]]:
+        """Switch to pass-through; returns the chunks held (the ones not on storage among them)."""
+        self.passthrough = True
+        return list(self._recent)
+
+    def _trim(self) -> None:
+        keep_from = max(self.written, self.slowest())
+        while self._recent and self._recent[0][0] + len(self._recent[0][1]) <= keep_from:
+            self._recent.popleft()
 
     async def release_if_idle(self) -> None:
         """Once finished and unread, drop the chunks held and close the temp object."""
@@ -101,6 +147,10 @@ class Fill:
         """
         self._recent.append((self.received, chunk))
         self.received += len(chunk)
+        if self.passthrough:
+            self._trim()
+        elif len(self._recent) > 2:
+            self._recent.popleft()
         self.notify()
 
     async def read_at(self, offset: int, length: int) -> bytes:
@@ -112,6 +162,10 @@ class Fill:
                 if skip == 0 and length >= len(chunk):
                     return chunk
                 return chunk[skip : skip + length]
+        if offset >= self.written:
+            # Only a reader that joined a pass-through fill late can get here (the blob's middle
+            # is neither stored nor held any more): a clean error, never wrong bytes.
+            raise UpstreamError(self.key.registry, f"{self.key.digest}: fell behind a pass-through fill")
         # Never past what has landed: a write in progress may be visible only in part.
         return await self._temp.read_at(offset, min(length, self.written - offset))
 
@@ -121,7 +175,7 @@ class Fill:
             registry=self.key.registry,
             repository=self.repository,
             digest=str(self.key.digest),
-            done=self.written,
+            done=self.received if self.passthrough else self.written,
             total=self.total,
             rate=self.written / elapsed,
             readers=self.readers,

@@ -6,21 +6,30 @@ digest and length are checked; readers follow the fill as it grows, each at its 
 last chunks held in memory when they keep up, from the temp object when they lag), woken by a
 per-fill ``asyncio.Event`` that is replaced on every change.  Only verified bytes are
 committed; on any failure every reader gets the same error and nothing is left behind.
+
+Local storage failing (a full disk) is not the readers' problem: a fill that cannot create its temp
+object is served as a BYPASS, one whose write fails goes on as a pass-through (fill.py: its readers
+get every byte, the temp object goes, nothing is committed), and one whose commit fails has already
+served verified bytes.  Each is counted in ``StorageHealth``, and no fill starts while it says full.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 
 from appliance.cache.blobstore import BlobKey, BlobStore, TempBlob
 from appliance.cache.eviction import Evictor, Leases
-from appliance.cache.fill import Fill, FillMode, FillProgress
+from appliance.cache.fill import PASSTHROUGH_HELD, Fill, FillMode, FillProgress
 from appliance.cache.index import CacheIndex
 from appliance.cache.readers import BlobSource, FetchBlob
+from appliance.cache.storage_health import StorageHealth, is_no_space
+from appliance.digests import DigestHasher
 from appliance.errors import ApplianceError, IntegrityError, UpstreamError
 from appliance.tasks import OwnedTasks
 
@@ -30,6 +39,28 @@ log = logging.getLogger(__name__)
 UNKNOWN_SIZE_STEP = 8 * 1024 * 1024
 _PROGRESS_INTERVAL = 0.25
 _FREE_SPACE_TTL = 1.0
+# Pass-through chunks at least this big are hashed off the loop.
+_HASH_INLINE = 64 * 1024
+
+
+class _Hashing:
+    """The fill's digest, and how many bytes went into it (a failed write may or may not have)."""
+
+    __slots__ = ("count", "hasher")
+
+    def __init__(self, hasher: DigestHasher) -> None:
+        self.hasher = hasher
+        self.count = 0
+
+    def update(self, data: bytes) -> None:
+        self.hasher.update(data)
+        self.count += len(data)
+
+    async def update_off_loop(self, data: bytes) -> None:
+        if len(data) >= _HASH_INLINE:
+            await asyncio.to_thread(self.update, data)
+        else:
+            self.update(data)
 
 
 class FillManager:
@@ -45,8 +76,10 @@ class FillManager:
         min_free_disk: int,
         on_progress: Callable[[FillProgress], None] | None = None,
         clock: Callable[[], float] = time.time,
+        health: StorageHealth | None = None,
     ) -> None:
         self._store = store
+        self.health = health or StorageHealth(min_free_disk, clock=clock)
         self._index = index
         self._evictor = evictor
         self._leases = leases
@@ -115,15 +148,25 @@ class FillManager:
                 self._forget(fill)
                 fill.ready.set_result(FillMode.BYPASS)
                 return
-            temp = await creating
+            try:
+                temp = await creating
+            except OSError as exc:
+                self._storage_failed("cache temp file", exc)
+                handed_over = not fill.starter_gone
+                fill.bypass_source = source
+                self._forget(fill)
+                fill.ready.set_result(FillMode.BYPASS)
+                return
             fill.store_in(temp)
             fill.ready.set_result(FillMode.STORE)
             self._report(fill)
             reserved = await self._copy(fill, source, temp, reserved)
-            await self._commit(fill, temp)
-            self._evictor.committed_from_reservation(reserved, fill.written)
-            reserved = 0
-            fill.committed = True
+            if fill.passthrough:
+                return  # served, nothing to commit; the reservation goes in _cleanup
+            if await self._commit(fill, temp):
+                self._evictor.committed_from_reservation(reserved, fill.written)
+                reserved = 0
+                fill.committed = True
         except asyncio.CancelledError:
             self._fail(fill, UpstreamError(fill.key.registry, "cache fill cancelled: shutting down"))
             raise
@@ -172,14 +215,32 @@ class FillManager:
         """Reserve space for the fill; -1 means serve it without storing (BYPASS)."""
         need = fill.total if fill.total is not None else UNKNOWN_SIZE_STEP
         free = await self._free_space()
+        if self.health.full:
+            log.info("cache bypass for %s: the cache disk is full", fill.key.digest)
+            return -1
         if free is not None and free - need < self.min_free_disk:
             log.info("cache bypass for %s: free disk below the watermark", fill.key.digest)
             return -1
-        if not await self._evictor.reserve(need):
+        try:
+            fits = await self._evictor.reserve(need)
+        except (OSError, sqlite3.Error) as exc:  # evicting to make room wrote to a full disk
+            self._storage_failed("cache eviction", exc)
+            return -1
+        if not fits:
             log.info("cache bypass for %s: %d bytes do not fit under the cap", fill.key.digest, need)
             return -1
         self._admitted_since_statfs += need
         return need
+
+    async def look_at_disk(self) -> None:
+        """Ask the store for its free space now (status views), not at the next admission."""
+        await self._refresh_free_space()
+
+    async def room_to_store(self) -> bool:
+        """False while the cache disk is full (looked at again at most once a second)."""
+        if self.health.full:
+            await self._free_space()
+        return not self.health.full
 
     async def _free_space(self) -> int | None:
         # Asked at most once a second (a thread hop per blob otherwise); in between, what was
@@ -200,6 +261,7 @@ class FillManager:
             free = await self._store.free_space()
             self._statfs = (asked, free)
             self._admitted_since_statfs = 0
+            self.health.saw_free(free)
         except OSError as exc:
             log.warning("cache free space check failed: %s", exc)
             if self._statfs is None:
@@ -208,7 +270,7 @@ class FillManager:
             self._statfs_refresh = None
 
     async def _copy(self, fill: Fill, source: BlobSource, temp: TempBlob, reserved: int) -> int:
-        hasher = fill.key.digest.hasher()
+        hashing = _Hashing(fill.key.digest.hasher())
         last_report = time.monotonic()
         # One chunk is written and hashed (off the loop) while the next one is received: without
         # this overlap the upstream connection idles during every disk write (a cold pull ran at
@@ -224,6 +286,12 @@ class FillManager:
                     raise IntegrityError(
                         fill.key.registry, f"{fill.key.digest}: upstream sent more than {fill.total} bytes"
                     )
+                if fill.passthrough:
+                    fill.receive(chunk)
+                    received = size
+                    await hashing.update_off_loop(chunk)
+                    await self._hold_back(fill)
+                    continue
                 while size > reserved:
                     if not await self._evictor.reserve(UNKNOWN_SIZE_STEP):
                         raise UpstreamError(
@@ -232,22 +300,21 @@ class FillManager:
                     reserved += UNKNOWN_SIZE_STEP
                 fill.receive(chunk)
                 if landing is not None:
-                    await landing
-                    # Its done-callback may not have run yet (a finished future does not yield);
-                    # ``written`` must be current before the next ``receive`` drops it from memory.
-                    self._landed(fill, received, landing)
+                    pending, landing = landing, None
+                    if not await self._landed_or_lost(fill, received, pending, temp, hashing):
+                        received = size
+                        continue
                     now = time.monotonic()
                     if now - last_report >= _PROGRESS_INTERVAL:
                         last_report = now
                         self._report(fill)
-                landing = asyncio.ensure_future(temp.write(chunk, hasher.update))
+                landing = asyncio.ensure_future(temp.write(chunk, hashing.update))
                 # Lagging readers see the bytes once they are on disk, not when the next chunk comes.
                 landing.add_done_callback(functools.partial(self._landed, fill, size))
                 received = size
             if landing is not None:
                 pending, landing = landing, None
-                await pending
-                self._landed(fill, received, pending)  # as above: do not rely on the callback
+                await self._landed_or_lost(fill, received, pending, temp, hashing)
         except ApplianceError:
             raise
         except Exception as exc:  # the upstream body iterator: aiohttp/OS errors mid-stream
@@ -258,33 +325,111 @@ class FillManager:
             if landing is not None:
                 # Failed mid-chunk: let the last write finish before the temp file is discarded.
                 await asyncio.gather(landing, return_exceptions=True)
-        if fill.total is not None and fill.written != fill.total:
+        if fill.total is not None and received != fill.total:
             raise IntegrityError(
                 fill.key.registry,
-                f"{fill.key.digest}: upstream cut off at {fill.written} of {fill.total} bytes",
+                f"{fill.key.digest}: upstream cut off at {received} of {fill.total} bytes",
             )
-        if not hasher.matches(fill.key.digest):
+        if not hashing.hasher.matches(fill.key.digest):
             raise IntegrityError(
-                fill.key.registry, f"{fill.key.digest}: upstream sent bytes hashing to {hasher.digest()}"
+                fill.key.registry,
+                f"{fill.key.digest}: upstream sent bytes hashing to {hashing.hasher.digest()}",
             )
-        fill.total = fill.written
+        fill.total = received
         # Readers may finish now: fsync, rename and index rows (the commit) need not delay clients.
         fill.verified = True
         fill.notify()
         return reserved
 
-    async def _commit(self, fill: Fill, temp: TempBlob) -> None:
+    async def _landed_or_lost(
+        self, fill: Fill, written: int, landing: asyncio.Future[None], temp: TempBlob, hashing: _Hashing
+    ) -> bool:
+        """Wait for a write; False when it failed and the fill went on as a pass-through."""
+        try:
+            await landing
+        except OSError as exc:
+            await self._lose_storage(fill, temp, hashing, exc)
+            return False
+        # Its done-callback may not have run yet (a finished future does not yield); ``written``
+        # must be current before the next ``receive`` drops it from memory.
+        self._landed(fill, written, landing)
+        return True
+
+    async def _lose_storage(self, fill: Fill, temp: TempBlob, hashing: _Hashing, exc: OSError) -> None:
+        """A write failed: stream the rest from upstream to the readers, store nothing (fill.py)."""
+        self._storage_failed(f"cache fill of {fill.key.digest}", exc, passthrough=True)
+        held = fill.lose_storage()
+        for start, chunk in held:  # the failed write may or may not have hashed its chunk
+            if start >= hashing.count:
+                await hashing.update_off_loop(chunk)
+        # Removed now, not at the end: readers behind keep reading it through its open handle,
+        # and its space comes back when the last of them is done.
+        with contextlib.suppress(OSError):
+            await temp.discard()
+        fill.notify()
+
+    @staticmethod
+    async def _hold_back(fill: Fill) -> None:
+        """A pass-through fill waits for its slowest reader: bounded memory, no reader cut off."""
+        while fill.readers and fill.held() > PASSTHROUGH_HELD:
+            await fill.moved.wait()  # checked and taken with no await between: no wake-up is lost
+
+    async def _commit(self, fill: Fill, temp: TempBlob) -> bool:
+        """Make the verified bytes an entry; False when local storage failed (nothing committed).
+
+        Its readers have their bytes whatever happens here: the temp object stays readable.
+        """
         # Row first as 'pending', then the rename, then 'ready': a crash between any two steps is
         # finished (or undone) at the next start without scanning the store.
-        await self._index.add_pending(fill.key, fill.written, None, self._clock())
+        try:
+            await self._index.add_pending(fill.key, fill.written, None, self._clock())
+        except sqlite3.Error as exc:
+            self._storage_failed(f"cache index row for {fill.key.digest}", exc)
+            await self._discard_quietly(temp)
+            return False
         try:
             await temp.commit()
-        except OSError:
-            await self._index.remove([fill.key])
-            raise
-        await self._index.mark_ready(fill.key, fill.repository)
+        except OSError as exc:
+            self._storage_failed(f"cache commit of {fill.key.digest}", exc)
+            await self._discard_quietly(temp)
+            await self._unrecord(fill.key)
+            return False
+        try:
+            await self._index.mark_ready(fill.key, fill.repository)
+        except sqlite3.Error as exc:
+            # The file is in place under a 'pending' row: remove the file to give the space back;
+            # a row left behind has no file, and the next start drops it.
+            self._storage_failed(f"cache index row for {fill.key.digest}", exc)
+            with contextlib.suppress(OSError):
+                await self._store.delete(fill.key)
+            await self._unrecord(fill.key)
+            return False
         for repository in sorted(fill.other_repositories):
-            await self._index.add_ref(fill.key.registry, repository, str(fill.key.digest))
+            try:
+                await self._index.add_ref(fill.key.registry, repository, str(fill.key.digest))
+            except sqlite3.Error as exc:
+                self.health.dropped("add_ref", exc)
+        return True
+
+    async def _unrecord(self, key: BlobKey) -> None:
+        try:
+            await self._index.remove([key])
+        except sqlite3.Error as exc:
+            log.warning("cache index: row of %s left for the next start to drop: %s", key.digest, exc)
+
+    @staticmethod
+    async def _discard_quietly(temp: TempBlob) -> None:
+        with contextlib.suppress(OSError):
+            await temp.discard()
+
+    def _storage_failed(self, what: str, exc: BaseException, *, passthrough: bool = False) -> None:
+        log.warning("%s failed on local storage (%s): passing the bytes through uncached", what, exc)
+        if passthrough:
+            self.health.passthrough(what, exc)
+        else:
+            self.health.failed(what, exc)
+        if is_no_space(exc):
+            self._statfs = None  # the next admission looks at the disk again
 
     def _fail(self, fill: Fill, error: ApplianceError, original: Exception | None = None) -> None:
         fill.error = error

@@ -31,6 +31,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 from appliance.cache import index_db, index_queries
 from appliance.cache.blobstore import BlobKey
 from appliance.cache.index_records import Entry, EntryState, IndexTotals, RepositoryListing, TagRecord
+from appliance.cache.storage_health import StorageHealth
 
 T = TypeVar("T")
 # Links known to be in the file, kept in memory: a warm pull's blob requests then cost no extra
@@ -51,6 +52,8 @@ class CacheIndex:
         self.created_fresh = False  # the file did not exist: a lost index, repair may adopt files
         self.purges = 0  # purges so far: links written before one may be gone
         self._links: collections.OrderedDict[tuple[str, str, str], None] = collections.OrderedDict()
+        # Where dropped use records are counted; the cache shares its own (BlobCache sets it).
+        self.health = StorageHealth(0)
 
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
@@ -68,14 +71,34 @@ class CacheIndex:
 
         A hit's access time and repository reference are not worth two thread hops before its
         first byte (~0.2 ms each, more under load).  Anything asked later sees them, since the one
-        worker thread takes calls in order; a failure is logged, and the request it came from has
-        been served anyway.
+        worker thread takes calls in order; a failure (a full disk) is counted and dropped, and the
+        request it came from has been served anyway.
         """
         try:
             future = self._executor.submit(lambda: fn(self._db, *args, **kwargs))
         except RuntimeError:  # shutting down: the executor takes no more work
             return
-        future.add_done_callback(_log_failure)
+        future.add_done_callback(functools.partial(self._dropped_if_failed, fn.__name__))
+
+    def _dropped_if_failed(self, what: str, future: Future[object]) -> None:
+        # Runs on the worker thread; the counters are plain ints, read by status views only.
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if isinstance(exc, sqlite3.Error):
+            self.health.dropped(what, exc)
+        elif exc is not None:
+            log.warning("cache index bookkeeping failed: %r", exc)
+
+    async def _use_record(
+        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T | None:
+        """A write that only records use: on failure (a full disk) it is counted and dropped."""
+        try:
+            return await self._query(fn, *args, **kwargs)
+        except sqlite3.Error as exc:
+            self.health.dropped(fn.__name__, exc)
+            return None
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -106,7 +129,8 @@ class CacheIndex:
         return await self._query(index_queries.get_entry, key, ready_only)
 
     async def touch(self, key: BlobKey, now: float) -> None:
-        await self._query(index_queries.touch, key, now)
+        """Record an access (best effort: dropped with a counted warning when the index cannot write)."""
+        await self._use_record(index_queries.touch, key, now)
 
     def touch_soon(self, key: BlobKey, now: float) -> None:
         """``touch`` without waiting for it (see ``_record``)."""
@@ -214,14 +238,13 @@ class CacheIndex:
     async def touch_tag(
         self, registry: str, repository: str, tag: str, accept_class: str, fetched_at: float
     ) -> bool:
-        return await self._query(index_queries.touch_tag, registry, repository, tag, accept_class, fetched_at)
+        """Refresh a tag's ``fetched_at``; best effort (a dropped refresh only means an earlier HEAD)."""
+        done = await self._use_record(
+            index_queries.touch_tag, registry, repository, tag, accept_class, fetched_at
+        )
+        return done is not False
 
     # -- listing -------------------------------------------------------------------------------
 
     async def list_repositories(self, registry: str | None = None) -> list[RepositoryListing]:
         return await self._query(index_queries.list_repositories, registry)
-
-
-def _log_failure(future: Future[object]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.warning("cache index bookkeeping failed: %s", future.exception())

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from appliance.cache import private
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blobs (
@@ -59,8 +62,15 @@ CREATE TABLE IF NOT EXISTS pins (
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the index at ``path``: WAL, autocommit, schema in place (blocking)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Open (creating if needed) the index at ``path``: WAL, autocommit, schema in place (blocking).
+
+    The file is created 0600 before SQLite opens it: SQLite gives its ``-wal`` and ``-shm`` files
+    the database file's mode, and the index names every cached repository.
+    """
+    private.make_dirs(path.parent)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, private.FILE_MODE))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        private.tighten(name)
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode survives a process kill (only an OS crash can lose the last commits).
@@ -72,11 +82,18 @@ def connect(path: Path) -> sqlite3.Connection:
 
 @contextmanager
 def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back if the body raises anything at all."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back if the body or the commit raises anything at all.
+
+    A COMMIT that fails (a full disk: SQLITE_FULL) can leave the transaction open, and SQLite may
+    already have rolled back a failed statement's transaction itself: the rollback runs only while
+    one is open, so the connection is always usable afterwards and the original error is the one
+    raised.
+    """
     db.execute("BEGIN IMMEDIATE")
     try:
         yield db
+        db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")

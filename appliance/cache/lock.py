@@ -11,6 +11,7 @@ import fcntl
 import os
 from pathlib import Path
 
+from appliance.cache import private
 from appliance.errors import ConfigError
 
 
@@ -21,7 +22,7 @@ class CacheLock:
 
     def acquire(self) -> None:
         """Take the lock or raise ConfigError naming the holder (blocking file I/O: call at start-up)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private.make_dirs(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -31,8 +32,11 @@ class CacheLock:
             raise ConfigError(
                 str(self.path.parent), f"the cache directory is in use by a running appliance (pid {holder})"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+        except OSError:
+            pass  # a full disk: the pid only names the holder in the message above; the lock holds
         self._fd = fd
 
     def release(self) -> None:

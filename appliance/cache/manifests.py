@@ -4,12 +4,17 @@ Bodies share the blob store and index (kind ``manifest``), so they obey the same
 crash rules.  A tag record maps (registry, repository, tag, accept_class) to the digest and media
 type upstream answered for that kind of Accept header; freshness policy (TTL tiers, HEAD
 revalidation, serving stale) belongs to the caller, which reads ``fetched_at``.
+
+Storing is never what fails a manifest request: when the disk is full (or the index cannot write)
+``put`` counts the failure and returns False, and the caller serves the body it already has.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import logging
+import sqlite3
 from dataclasses import dataclass
 
 from appliance.cache.blobs import BlobCache
@@ -19,6 +24,8 @@ from appliance.cache.index_records import TagRecord
 from appliance.cache.links import referenced_digests
 from appliance.cache.verify import sniff_media_type
 from appliance.errors import IntegrityError
+
+log = logging.getLogger(__name__)
 
 # Hashing a body smaller than this on the loop costs less than a thread hop.
 _HASH_INLINE = 64 * 1024
@@ -81,7 +88,7 @@ class ManifestCache:
                 return None
             reader = await self._store.open(key)
             if reader is None:
-                await self._blobs.evictor.delete([entry], force=True)
+                await self._blobs.drop_lost(entry)
                 return None
             try:
                 body = await reader.read_at(0, entry.size)
@@ -108,7 +115,8 @@ class ManifestCache:
         """Store a manifest body (and the tag record if ``tag`` is given).
 
         Raises IntegrityError when the body is over 4 MiB or does not hash to ``digest``.  Returns
-        False when the body could not be stored for lack of space (the tag record is kept anyway).
+        False when the body could not be stored (no room under the cap, or local storage failed:
+        a full disk); the tag record is kept anyway when the index can still write it.
         """
         key = BlobKey.of(registry, Kind.MANIFEST, digest)
         if len(body) > MANIFEST_MAX:
@@ -125,11 +133,14 @@ class ManifestCache:
         now = self._blobs.now()
         stored = await self._store_body(key, repository, media_type, body, now)
         if tag is not None:
-            await self._index.put_tag(
-                TagRecord(
-                    registry, repository, tag, accept_class or "", str(key.digest), media_type, len(body), now
-                )
+            record = TagRecord(
+                registry, repository, tag, accept_class or "", str(key.digest), media_type, len(body), now
             )
+            try:
+                await self._index.put_tag(record)
+            except sqlite3.Error as exc:
+                self._blobs.health.failed(f"tag record {repository}:{tag}", exc)
+                log.warning("cache index: tag record %s:%s not stored (%s)", repository, tag, exc)
         return stored
 
     async def _store_body(
@@ -141,23 +152,47 @@ class ManifestCache:
         try:
             existing = await self._index.get(key)
             if existing is not None:
-                await self._index.add_ref(key.registry, repository, str(key.digest))
+                try:
+                    await self._index.add_ref(key.registry, repository, str(key.digest))
+                except sqlite3.Error as exc:
+                    self._blobs.health.dropped("add_ref", exc)
                 await self._index.touch(key, now)
                 return True
-            if not await evictor.reserve(len(body)):
+            if not await self._blobs.fills.room_to_store():
+                return False  # not worth a write that fails: stored again once there is room
+            try:
+                fits = await evictor.reserve(len(body))
+            except (OSError, sqlite3.Error) as exc:  # evicting to make room wrote to a full disk
+                self._blobs.health.failed("cache eviction", exc)
+                return False
+            if not fits:
                 return False
             try:
                 await self._index.add_pending(key, len(body), media_type, now)
                 await self._store.put_small(key, body)
                 await self._index.mark_ready(key, repository)
+            except (OSError, sqlite3.Error) as exc:
+                evictor.release(len(body))
+                self._blobs.health.failed(f"manifest {key.digest}", exc)
+                log.warning("cache: manifest %s not stored, served uncached (%s)", key.digest, exc)
+                await self._unstore(key)
+                return False
             except BaseException:
                 evictor.release(len(body))
-                await self._index.remove([key])
+                await self._unstore(key)
                 raise
             evictor.committed_from_reservation(len(body), len(body))
             return True
         finally:
             leases.release(key)
+
+    async def _unstore(self, key: BlobKey) -> None:
+        """Undo a manifest store that failed part-way; what cannot be undone, the next start does."""
+        try:
+            await self._store.delete(key)
+            await self._index.remove([key])
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("cache: could not undo the store of manifest %s (%s)", key.digest, exc)
 
     async def get_tag(self, registry: str, repository: str, tag: str, accept_class: str) -> TagRecord | None:
         return await self._index.get_tag(registry, repository, tag, accept_class)

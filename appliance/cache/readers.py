@@ -100,6 +100,8 @@ class FollowReader(BlobReader):
         self._fill: Fill | None = fill
         self._release = release
         fill.attach()
+        # Counted from byte 0 until it starts reading: a pass-through fill keeps what it will need.
+        fill.advance(self, 0)
 
     @property
     def size(self) -> int | None:  # type: ignore[override]
@@ -113,6 +115,7 @@ class FollowReader(BlobReader):
             raise ValueError("reader is closed")
         pos = start
         _span(start, end, None)
+        fill.advance(self, pos)
         while True:
             changed = fill.changed  # taken before the checks, so no wake-up is missed
             if fill.error is not None and not fill.verified:
@@ -132,6 +135,7 @@ class FollowReader(BlobReader):
                 if fill.error is not None and not fill.verified:
                     raise fill.error
                 pos += len(data)
+                fill.advance(self, pos)
                 yield data
             elif fill.committed:
                 return  # size was unknown and we are at the end
@@ -142,7 +146,7 @@ class FollowReader(BlobReader):
         fill, self._fill = self._fill, None
         if fill is not None:
             self._release()
-            await fill.detach()
+            await fill.detach(self)
 
 
 class BypassReader(BlobReader):

@@ -4,6 +4,8 @@ This is the one place that reads every file; start-up never does.  Without ``rep
 changed.  With it: corrupt files and their rows go, rows without files go, unfinished rows are
 finished, and files without rows are adopted (a file under data/ was renamed there only after
 verification, and it is re-hashed here anyway), which rebuilds a lost index from the files.
+Files or directories others could read (a cache written before modes were set) are reported, and
+with ``repair`` made private again (files 0600, directories 0700, owned by the cache's user).
 """
 
 from __future__ import annotations
@@ -29,17 +31,20 @@ class VerifyReport:
     unfinished: tuple[str, ...]  # rows a crash left pending/deleting
     strays: tuple[str, ...]  # files under data/ that are not cache objects at all
     repaired: bool
+    loose: tuple[str, ...] = ()  # files/directories readable by other users (or not the cache's user's)
 
     @property
     def consistent(self) -> bool:
-        return not (self.corrupt or self.missing or self.orphans or self.unfinished or self.strays)
+        return not (
+            self.corrupt or self.missing or self.orphans or self.unfinished or self.strays or self.loose
+        )
 
     def summary(self) -> str:
         state = "consistent" if self.consistent else ("repaired" if self.repaired else "INCONSISTENT")
         return (
             f"{state}: {self.checked} files checked, {self.rows} index rows; {len(self.corrupt)} corrupt,"
             f" {len(self.missing)} missing, {len(self.orphans)} orphaned, {len(self.unfinished)} unfinished,"
-            f" {len(self.strays)} stray"
+            f" {len(self.strays)} stray, {len(self.loose)} readable by others"
         )
 
 
@@ -101,6 +106,7 @@ async def verify(
                 await _adopt(store, index, obj.key, obj.size, obj.mtime)
 
     strays = await store.strays(remove=repair)
+    loose = await store.loose_modes(repair=repair)
     return VerifyReport(
         checked=checked,
         rows=rows,
@@ -110,6 +116,7 @@ async def verify(
         unfinished=tuple(unfinished),
         strays=tuple(strays),
         repaired=repair,
+        loose=tuple(loose),
     )
 
 

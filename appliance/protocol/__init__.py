@@ -84,7 +84,15 @@ from appliance.protocol.stats import (
     Stats,
     hit_ratio,
 )
-from appliance.protocol.status import CaInfo, RateLimit, RegistryHealth, RegistryStatus, Status
+from appliance.protocol.status import (
+    CacheDisk,
+    CacheDiskState,
+    CaInfo,
+    RateLimit,
+    RegistryHealth,
+    RegistryStatus,
+    Status,
+)
 
 __all__ = [
     "API_VERSION",
@@ -106,6 +114,8 @@ __all__ = [
     "STATS",
     "STATUS",
     "CaInfo",
+    "CacheDisk",
+    "CacheDiskState",
     "CacheUsage",
     "ConfigChange",
     "ConfigView",

@@ -75,3 +75,4 @@ class VerifyResult(Payload):
     orphans: tuple[str, ...] = ()
     unfinished: tuple[str, ...] = ()
     strays: tuple[str, ...] = ()
+    loose: tuple[str, ...] = ()  # paths that were (or are) readable by other users

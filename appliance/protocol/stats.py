@@ -8,6 +8,7 @@ from appliance.protocol.codec import Payload
 
 # Run-time imports, not TYPE_CHECKING ones: the codec resolves field types in this module's namespace.
 from appliance.protocol.events import EventKind, EventStatus
+from appliance.protocol.status import CacheDisk
 
 # --- stats -------------------------------------------------------------------------------------------
 
@@ -45,6 +46,7 @@ class CacheUsage(Payload):
     cap: int
     filling: int = 0  # bytes reserved by fills in progress
     evicted: int = 0  # entries evicted, expired or purged since start
+    disk: CacheDisk | None = None  # the cache's filesystem: full, low or ok
 
 
 @dataclass(frozen=True, slots=True)

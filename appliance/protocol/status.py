@@ -41,6 +41,26 @@ class RegistryStatus(Payload):
     rate_limit: RateLimit | None = None
 
 
+class CacheDiskState(StrEnum):
+    OK = "ok"
+    LOW = "low"  # free space below cache.min_free_disk: new blobs are passed through, not stored
+    FULL = "full"  # writes fail for lack of space: content is served, nothing new is stored
+
+
+@dataclass(frozen=True, slots=True)
+class CacheDisk(Payload):
+    """The cache's filesystem: room left, and what failed for lack of it since start."""
+
+    state: CacheDiskState = CacheDiskState.OK
+    free: int | None = None  # bytes free at the last look, None if unknown
+    min_free: int = 0  # the watermark (cache.min_free_disk)
+    write_failures: int = 0  # writes (files or index) that failed
+    dropped_records: int = 0  # index writes that only record use (access times), dropped
+    passthrough_fills: int = 0  # fills that lost their storage mid-way and were passed through
+    last_failure: str = ""
+    last_failure_at: float | None = None  # epoch seconds
+
+
 @dataclass(frozen=True, slots=True)
 class CaInfo(Payload):
     fingerprint_sha256: str
@@ -62,3 +82,4 @@ class Status(Payload):
     docker_hub_rate_limit: RateLimit | None = None
     config_path: str | None = None
     control_socket: str = ""
+    cache_disk: CacheDisk | None = None

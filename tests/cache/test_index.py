@@ -147,10 +147,11 @@ async def test_bookkeeping_that_fails_is_logged_and_harms_nothing_else(
     def broken(db: sqlite3.Connection, *args: object) -> None:
         raise sqlite3.OperationalError("database or disk is full")
 
-    with caplog.at_level("WARNING", logger="appliance.cache.index"):
+    with caplog.at_level("WARNING", logger="appliance.cache.storage_health"):
         index._record(broken)
         assert await index.get(key(1)) is not None  # the next call runs as usual
-    assert "cache index bookkeeping failed: database or disk is full" in caplog.text
+    assert "cache index: broken dropped (database or disk is full)" in caplog.text
+    assert index.health.dropped_records == 1
 
 
 async def test_bookkeeping_after_close_is_dropped_quietly(

@@ -84,6 +84,14 @@ class CachePanel(Vertical):
             total=max(cache.cap, 1), progress=min(cache.bytes, cache.cap)
         )
         size = Text(no_wrap=True, overflow="ellipsis")
+        disk = cache.disk
+        # First on the line, so a narrow panel cuts the sizes, never this.
+        if disk is not None and disk.state is p.CacheDiskState.FULL:
+            size.append("DISK FULL", style="bold white on red")
+            size.append(" · ")
+        elif disk is not None and disk.state is p.CacheDiskState.LOW:
+            size.append("disk low", style="bold yellow")
+            size.append(" · ")
         size.append(fmt.size(cache.bytes), style="bold")
         size.append(f" of {fmt.size(cache.cap)} · {cache.entries} entries", style="")
         if cache.filling:
