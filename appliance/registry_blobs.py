@@ -54,8 +54,11 @@ class BlobService:
         linked = await index.is_linked(registry.host, route.repository, digest)
         if request.method == "HEAD":
             return await self._head(request, registry, route, draft, linked)
+        confirm = None
         if not linked:
-            await confirm_upstream(self._gate, index, registry, route.repository, "blobs", digest, draft)
+
+            async def confirm() -> None:
+                await confirm_upstream(self._gate, index, registry, route.repository, "blobs", digest, draft)
 
         fetch = self._fetch(registry, route.repository, digest, client_auth, draft)
         pull_ahead = self.pull_ahead
@@ -74,7 +77,7 @@ class BlobService:
                 )
 
         reader = await self.blobs.open_or_fill(
-            registry.host, route.repository, digest, fetch, on_miss=on_miss
+            registry.host, route.repository, digest, fetch, on_miss=on_miss, confirm=confirm
         )
         draft.status = reader.status
         try:
@@ -134,6 +137,8 @@ class BlobService:
                 draft.upstream_status = answer.status
             if answer.status != 200:
                 raise await answer_error(answer)
+            # A GET in this repository that the upstream answered is what a HEAD would have confirmed.
+            self.blobs.index.add_links_soon(registry.host, repository, [digest])
             length = answer.headers.get("Content-Length")
             return BlobSource(
                 size=int(length) if length and length.isdigit() else None,

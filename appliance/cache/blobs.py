@@ -7,7 +7,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,17 +188,35 @@ class BlobCache:
         *,
         expected_size: int | None = None,
         on_miss: Callable[[], object] | None = None,
+        confirm: Callable[[], Awaitable[None]] | None = None,
     ) -> BlobReader:
         """HIT, or join the fill in flight (COALESCED), or start one (MISS), or pass through (BYPASS).
 
         If ``fetch()`` raises before the first byte, every waiter gets that error.  ``on_miss`` is
         called as soon as this request starts a fill, before the upstream has answered.
+        ``confirm`` (for a repository not yet linked to the blob) must succeed before bytes that
+        another request fetched are served: a hit or a fill in flight; a fill this call starts is
+        its own check, so a cold miss costs no extra upstream request.
         """
         key = BlobKey.of(registry, Kind.BLOB, digest)
         hit = await self._open_key(key)
         if hit is not None:
+            if confirm is not None:
+                try:
+                    await confirm()
+                except BaseException:
+                    await hit.close()
+                    raise
             self.index.add_ref_soon(registry, repository, str(key.digest))
             return hit
+        if confirm is not None and self.fills.get(key) is not None:
+            await confirm()
+            # The fill may have finished meanwhile: look again, now as a repository the upstream vouched for.
+            return await self.open_or_fill(
+                registry, repository, digest, fetch, expected_size=expected_size, on_miss=on_miss
+            )
+        # No await between the look above and the fill's start in _join_or_start: a fill another
+        # request starts cannot slip in between and be joined unchecked.
         fill, starter, mode = await self._join_or_start(key, repository, fetch, expected_size, on_miss)
         if mode is FillMode.BYPASS or (fill.passthrough and not starter):
             source = fill.bypass_source if starter else None
