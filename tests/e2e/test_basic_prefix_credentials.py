@@ -10,6 +10,7 @@ account read which repository.  Passwords are canaries that must never show in t
 from __future__ import annotations
 
 import secrets
+import urllib.error
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,3 +134,25 @@ def test_each_repository_prefix_is_pulled_with_its_own_basic_account_and_the_res
             assert "unauthorized" in shared.stderr.lower(), shared.output
             assert {r.user for r in front.requests() if r.repository == "shared/base"} == {None}
         _assert_no_secret(appliance, setup, *outputs)
+
+
+def test_a_layer_cached_with_one_teams_account_is_not_served_to_a_repository_whose_account_cannot_read_it(
+    tmp_path: Path, pki: TestPKI, setup: Setup
+) -> None:
+    """Issue 19: content fetched with team-a's account stays with what team-a's account could read."""
+    front = setup.front
+    name = front.name_port
+    with _appliance(tmp_path, pki, setup, registry_level=False) as appliance:
+        pulled = _pull(appliance, "mirror", setup.team_a, name, tmp_path / "pulls" / "team-a")
+        assert pulled.ok, pulled.output
+        layer = setup.team_a.layer_digests[0]
+        for repository in ("team-b/app", "shared/base"):
+            front.clear_requests()
+            path = f"/v2/{repository}/blobs/{layer}?ns={name}"
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                appliance.get(path)
+            # The upstream's answer in that repository (team-b's account is refused, shared/base has
+            # none), not the bytes cached through team-a.
+            assert refused.value.code in (401, 403, 404), refused.value.code
+            assert [r.repository for r in front.requests()] == [repository]
+        _assert_no_secret(appliance, setup, pulled.output)
