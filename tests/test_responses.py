@@ -102,23 +102,24 @@ def noisy(request: web.Request) -> web.StreamResponse | None:
     headers = {
         "WWW-Authenticate": 'Bearer realm="https://auth.test/token"',
         "Docker-Distribution-API-Version": "registry/2.0",
-        "Link": '</v2/team/app/tags/list?n=1&last=a>; rel="next"',
+        "Link": '</v2/_catalog?n=1&last=a>; rel="next"',
         "Set-Cookie": "session=upstream-secret",
         "X-Upstream-Internal": "1",
     }
-    return web.json_response({"name": "team/app", "tags": ["a"]}, headers=headers)
+    return web.json_response({"repositories": ["a"]}, headers=headers)
 
 
 async def test_a_relayed_answer_keeps_registry_headers_and_drops_the_rest(
     upstream: CountingUpstream, tmp_path: Path
 ) -> None:
+    # The catalog is relayed as the upstream answered it (tag lists are paged by the appliance).
     upstream.intercept = noisy
     async with ProxyUnderTest(upstream, tmp_path) as proxy:
-        response, body = await proxy.get("/v2/team/app/tags/list?n=1")
+        response, body = await proxy.get("/v2/_catalog?n=1")
 
         assert response.status == 200
-        assert json.loads(body) == {"name": "team/app", "tags": ["a"]}
-        assert response.headers["Link"] == '</v2/team/app/tags/list?n=1&last=a>; rel="next"'
+        assert json.loads(body) == {"repositories": ["a"]}
+        assert response.headers["Link"] == '</v2/_catalog?n=1&last=a>; rel="next"'
         assert response.headers["WWW-Authenticate"].startswith("Bearer realm=")
         assert "Set-Cookie" not in response.headers
         assert "X-Upstream-Internal" not in response.headers
