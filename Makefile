@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TEST_DEBS := docker-registry skopeo podman containerd nginx-light apache2-utils curl openssl \
 	debootstrap buildah runc
 
-.PHONY: run test lint typecheck unit e2e venv test-venv system-deps clean bench soak image-test fuzz chaos
+.PHONY: run test lint typecheck unit e2e venv test-venv system-deps clean bench bench-debs soak image-test fuzz chaos
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -56,7 +56,7 @@ fuzz: test-venv
 	APPLIANCE_FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest -q -p no:cacheprovider --timeout=0 tests/fuzz $(PYTEST_ARGS)
 
 # Issue 15's chaos suite: 20 x kill -9 in fills, a full cache filesystem (a small tmpfs: root),
-# upstream cut/reset/503/429/corrupt storms.  Loopback only, bounded, minutes; not in `make test`.
+# upstream cut/reset/hang/503/429/corrupt/slow storms.  Loopback only, bounded, minutes; not in `make test`.
 # APPLIANCE_CHAOS_SEED=N replays another random schedule.
 chaos: system-deps test-venv
 	APPLIANCE_CHAOS=1 $(BIN)/pytest -q -m chaos tests/chaos $(PYTEST_ARGS)
@@ -67,7 +67,7 @@ clean:
 # Benchmarks against the peers (issue 9; docs/performance.md): not part of `make test`.
 # BENCH_ARGS=--quick for a tiny-size run; results land in bench/results/latest.json.
 BENCH_DEBS := docker-registry skopeo nginx-light curl
-bench: test-venv
+bench-debs:
 	@missing=""; for p in $(BENCH_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -75,19 +75,14 @@ bench: test-venv
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "missing Debian packages:$$missing (run as root to install them)"; exit 1; fi; \
 	fi
+
+bench: test-venv bench-debs
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # Soak (issue 15; docs/security.md): SOAK_CLIENTS (200) clients over both modes for SOAK_SECONDS
 # (300) with SOAK_SLOW (200) slowloris connections alongside, loopback only, stops by itself.
 # Exit 1 when a check fails; results land in bench/results/soak-latest.json.
-soak: test-venv
-	@missing=""; for p in $(BENCH_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian packages:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  else echo "missing Debian packages:$$missing (run as root to install them)"; exit 1; fi; \
-	fi
+soak: test-venv bench-debs
 	$(BIN)/python -m bench.soak
 
 # Build the Dockerfile with buildah and run the image with podman, no Docker engine (issue 8):

@@ -175,7 +175,7 @@ def test_a_full_cache_filesystem_under_concurrent_pulls_and_kills_serves_every_p
         assert _corrupt(_verify_offline(appliance)) == 0
 
 
-STORM = (Mode.CUT, Mode.DOWN, Mode.RATE_LIMITED, Mode.RESET, Mode.CORRUPT, Mode.SLOW, Mode.OK)
+STORM = (Mode.CUT, Mode.DOWN, Mode.RATE_LIMITED, Mode.RESET, Mode.HANG, Mode.CORRUPT, Mode.SLOW, Mode.OK)
 
 
 def test_upstream_storms_give_every_pull_the_right_bytes_or_a_clean_error(
@@ -188,7 +188,12 @@ def test_upstream_storms_give_every_pull_the_right_bytes_or_a_clean_error(
     rng = random.Random(SEED + 2)
     images = [push_test_image(open_registry, layer_sizes=(800_000, 300_000)) for _ in range(6)]
     bad.slow_delay = 0.005
-    appliance = _appliance(tmp_path / "a", pki, bad)
+    # A hung upstream is given up on after 3 s (the default read timeout is the seed's 60 s).
+    bad.hang_seconds = 10.0
+    spec = UpstreamSpec(bad.name_port, bad.host_port)
+    appliance = Appliance(
+        tmp_path / "a", [spec], upstream_ca=pki.ca_file, extra_toml={"timeouts": {"proxy_read": "3s"}}
+    )
     outcomes: list[bool] = []
     with appliance:
         for round_ in range(12):
