@@ -9,7 +9,7 @@ import json
 import logging
 import time
 
-from appliance.config import LogFormat
+from appliance.config.model import LogFormat
 from appliance.events import Event
 
 log = logging.getLogger("appliance.access")

@@ -14,27 +14,37 @@ from dataclasses import dataclass, field, replace
 
 from aiohttp import web
 
-from appliance import __version__, auth, metrics, mirror, oci, request_input, tunnel, tunnel_policy
+from appliance import __version__, metrics
 from appliance.accesslog import AccessLog
-from appliance.ca import CertificateAuthority
 from appliance.cache import BlobCache, ManifestCache
 from appliance.cache.lock import CacheLock
-from appliance.config import Config, RegistryConfig, ResolveOverride, Scheme, normalize_host, split_host_port
-from appliance.control import ControlServer
+from appliance.config.model import (
+    Config,
+    RegistryConfig,
+    ResolveOverride,
+    Scheme,
+    normalize_host,
+    split_host_port,
+)
+from appliance.control.server import ControlServer
 from appliance.errors import ApplianceError, ConfigError, ErrorCode, RegistryError, UpstreamError
 from appliance.events import EventBus
-from appliance.leaf_certs import LeafCertificates
-from appliance.oci import Endpoint
-from appliance.pullahead import PullAhead
-from appliance.ratelimit import RateLimitState
-from appliance.registry_api import NotRegistryApi, RegistryProxy
-from appliance.request_input import BadRequest, shown
-from appliance.responses import error_response, ping_response
-from appliance.server import ConnContext, ConnectRefused, FrontDoor, TunnelIO
-from appliance.setup_scripts import SetupKind, render_setup, valid_address
+from appliance.front import mirror, tunnel, tunnel_policy
+from appliance.front.ca import CertificateAuthority
+from appliance.front.leaf_certs import LeafCertificates
+from appliance.front.server import ConnContext, ConnectRefused, FrontDoor, TunnelIO
+from appliance.front.setup_scripts import SetupKind, render_setup, valid_address
+from appliance.registry import oci, request_input
+from appliance.registry.api import NotRegistryApi, RegistryProxy
+from appliance.registry.oci import Endpoint
+from appliance.registry.pullahead import PullAhead
+from appliance.registry.request_input import BadRequest, shown
+from appliance.registry.responses import error_response, ping_response
 from appliance.stats import Stats
 from appliance.tasks import OwnedTasks
-from appliance.upstream import UpstreamClient
+from appliance.upstream import challenges as auth
+from appliance.upstream.client import UpstreamClient
+from appliance.upstream.ratelimit import RateLimitState
 
 log = logging.getLogger("appliance.engine")
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from appliance.cache import CacheUsage, FillProgress
 from appliance.cache.storage_health import DiskState, StorageReport
-from appliance.ratelimit import RateLimitState
 from appliance.stats import FROM_CACHE, FROM_UPSTREAM, Stats
+from appliance.upstream.ratelimit import RateLimitState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

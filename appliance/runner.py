@@ -10,13 +10,13 @@ import signal
 from pathlib import Path
 
 from appliance import __version__, memory
-from appliance.ca import CertificateAuthority, expiry_warning
-from appliance.config import Config
-from appliance.control import ControlServer
-from appliance.control_edits import ConfigSource
+from appliance.config.model import Config
+from appliance.control.edits import ConfigSource
+from appliance.control.server import ControlServer
 from appliance.engine import Engine
 from appliance.errors import ApplianceError
 from appliance.events import EventBus
+from appliance.front.ca import CertificateAuthority, expiry_warning
 
 log = logging.getLogger("appliance.engine")
 TLS_READ_BUFFER = 32 * 1024

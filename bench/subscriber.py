@@ -9,7 +9,7 @@ import asyncio
 import signal
 import sys
 
-from appliance.control_client import ControlClient
+from appliance.control.client import ControlClient
 
 
 async def main(socket_path: str) -> int:

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from appliance.auth import (
+from appliance.config.model import Credential, RegistryConfig, Scheme, Secret, docker_hub
+from appliance.upstream.challenges import (
     Challenge,
     Token,
     TokenCache,
@@ -22,7 +23,6 @@ from appliance.auth import (
     realm_host,
     repository_scope,
 )
-from appliance.config import Credential, RegistryConfig, Scheme, Secret, docker_hub
 
 HUB = docker_hub()
 LAB = RegistryConfig(host="lab.test:5000", scheme=Scheme.HTTP)

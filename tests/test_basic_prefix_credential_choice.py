@@ -18,9 +18,17 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
-from appliance.auth import Challenge, repository_accounts_answer_ping
-from appliance.config import Config, Credential, RegistryConfig, ResolveOverride, Scheme, Secret, Timeouts
-from appliance.upstream import UpstreamClient
+from appliance.config.model import (
+    Config,
+    Credential,
+    RegistryConfig,
+    ResolveOverride,
+    Scheme,
+    Secret,
+    Timeouts,
+)
+from appliance.upstream.challenges import Challenge, repository_accounts_answer_ping
+from appliance.upstream.client import UpstreamClient
 
 PRIVATE = RegistryConfig(host="private.test", aliases=("alias.test",))
 BASIC = Challenge("basic", (("realm", "private"),))

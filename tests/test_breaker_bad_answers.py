@@ -15,13 +15,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from appliance.ca import CertificateAuthority
-from appliance.config import ResolveOverride
+from appliance.config.model import ResolveOverride
 from appliance.engine import Engine
 from appliance.errors import UpstreamError, UpstreamUnreachable
-from appliance.health import UpstreamHealth
-from appliance.registry_upstream import GatedUpstream
-from appliance.upstream import UpstreamClient
+from appliance.front.ca import CertificateAuthority
+from appliance.registry.gate import GatedUpstream
+from appliance.registry.health import UpstreamHealth
+from appliance.upstream.client import UpstreamClient
 from tests.fixtures.redirect_world import NAMES, REGISTRY, RedirectWorld, redirect_world, trap
 
 

@@ -13,10 +13,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from appliance.ca import CertificateAuthority, describe_ca, expiry_warning
-from appliance.config import Config
+from appliance.config.model import Config
 from appliance.errors import ConfigError
-from appliance.leaf_certs import LeafCertificates, mint_leaf
+from appliance.front.ca import CertificateAuthority, describe_ca, expiry_warning
+from appliance.front.leaf_certs import LeafCertificates, mint_leaf
 from tests.fixtures.tls import handshake
 
 OPENSSL = "/usr/bin/openssl"

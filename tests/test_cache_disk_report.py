@@ -7,8 +7,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from appliance import protocol as p
 from appliance.cache import CacheUsage
 from appliance.cache.storage_health import DiskState, StorageHealth
-from appliance.cli_control_text import format_cache_disk
-from appliance.control_views import cache_disk
+from appliance.cli.control_text import format_cache_disk
+from appliance.control.views import cache_disk
 from appliance.metrics import MetricsInput, render
 from appliance.stats import Stats
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import tomlkit
 
-from appliance.config import DOCKER_HUB_HOST, Config, Scheme, Secret, SecretStore
-from appliance.config_file import (
+from appliance.config.model import DOCKER_HUB_HOST, Config, Scheme, Secret, SecretStore
+from appliance.config.seed_env import apply_env
+from appliance.config.toml_edit import (
     add_registry,
     remove_credential,
     remove_registry,
@@ -18,11 +19,10 @@ from appliance.config_file import (
     update_registry,
     write_document,
 )
-from appliance.config_file_read import config_from_document, load_file, read_document
-from appliance.config_file_render import render_config
-from appliance.config_values import default_config
+from appliance.config.toml_read import config_from_document, load_file, read_document
+from appliance.config.toml_render import render_config
+from appliance.config.values import default_config
 from appliance.errors import ConfigError
-from appliance.seed_env import apply_env
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {"HOME": "/nonexistent-home"}
@@ -103,7 +103,7 @@ def test_the_example_file_is_valid_and_matches_the_defaults_it_documents(tmp_pat
 
 def test_example_file_documents_every_key() -> None:
     text = (ROOT / "config.example.toml").read_text()
-    from appliance.config_file_keys import CACHE_KEYS, REGISTRY_KEYS, TIMEOUT_KEYS, TOP_KEYS
+    from appliance.config.toml_keys import CACHE_KEYS, REGISTRY_KEYS, TIMEOUT_KEYS, TOP_KEYS
 
     for key in (
         *TOP_KEYS,

@@ -10,13 +10,13 @@ import tomlkit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appliance.config import Config, Credential, Secret, SecretStore
-from appliance.config_file_render import render_config
-from appliance.config_load import Overrides, load_config
-from appliance.config_values import default_config
+from appliance.config.load import Overrides, load_config
+from appliance.config.model import Config, Credential, Secret, SecretStore
+from appliance.config.seed_env_auth import encode_auth_registries
+from appliance.config.seed_env_export import export_env
+from appliance.config.toml_render import render_config
+from appliance.config.values import default_config
 from appliance.errors import ConfigError
-from appliance.seed_env_auth import encode_auth_registries
-from appliance.seed_env_export import export_env
 
 
 def write(tmp_path: Path, text: str) -> Path:

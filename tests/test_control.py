@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from appliance import protocol as p
-from appliance.ca import CertificateAuthority
-from appliance.control import ControlServer
-from appliance.control_client import ControlClient, ControlError, EngineUnavailable
-from appliance.control_edits import ConfigSource
-from appliance.control_socket import ControlSocketError, bind_control_socket
+from appliance.control.client import ControlClient, ControlError, EngineUnavailable
+from appliance.control.edits import ConfigSource
+from appliance.control.server import ControlServer
+from appliance.control.socket import ControlSocketError, bind_control_socket
 from appliance.engine import Engine
 from appliance.events import CacheStatus, Event, EventBus, RequestKind
+from appliance.front.ca import CertificateAuthority
 from tests.fixtures.process import free_port
 
 CONFIG_TEXT = """\

@@ -11,14 +11,14 @@ import keyring.backend
 import keyring.backends.fail
 import pytest
 
-from appliance.config import Secret, SecretStore
-from appliance.credentials import (
+from appliance.config.credentials import (
     KEYRING_SERVICE,
     credential_from_table,
     keyring_available,
     keyring_user,
     store_secret,
 )
+from appliance.config.model import Secret, SecretStore
 from appliance.errors import ConfigError, SecretUnavailable
 
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from appliance.ca import CertificateAuthority
-from appliance.config import Config, Limits, RegistryConfig, Timeouts, docker_hub
-from appliance.config_file_read import load_file
+from appliance.config.model import Config, Limits, RegistryConfig, Timeouts, docker_hub
+from appliance.config.toml_read import load_file
 from appliance.engine import Engine
 from appliance.errors import ConfigError
+from appliance.front.ca import CertificateAuthority
 
 HEAD = 1.0  # the head deadline the engine runs with here
 IDLE = 2.5  # its idle (keep-alive) deadline

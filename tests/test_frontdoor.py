@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.ca import CertificateAuthority
-from appliance.config import Config, RegistryConfig, Timeouts, docker_hub
+from appliance.config.model import Config, RegistryConfig, Timeouts, docker_hub
 from appliance.engine import Engine
+from appliance.front.ca import CertificateAuthority
 
 
 @pytest.fixture

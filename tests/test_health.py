@@ -1,6 +1,6 @@
 """Fail-fast window after an upstream connection failure."""
 
-from appliance.health import UpstreamHealth
+from appliance.registry.health import UpstreamHealth
 
 
 def test_a_failed_host_is_skipped_for_the_backoff_window_then_tried_again() -> None:

@@ -15,8 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from appliance.ca import CertificateAuthority
-from appliance.leaf_certs import LeafCertificates, mint_leaf, server_context_from_pem
+from appliance.front.ca import CertificateAuthority
+from appliance.front.leaf_certs import LeafCertificates, mint_leaf, server_context_from_pem
 from tests.fixtures.tls import handshake
 
 

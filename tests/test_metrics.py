@@ -7,8 +7,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from appliance.cache import CacheUsage, FillProgress, RegistryUsage
 from appliance.events import CacheStatus, Event, RequestKind
 from appliance.metrics import MetricsInput, escape, render
-from appliance.ratelimit import Quota, RateLimitState
 from appliance.stats import Stats
+from appliance.upstream.ratelimit import Quota, RateLimitState
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

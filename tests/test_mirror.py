@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from multidict import MultiDict
 
-from appliance.config import Config, RegistryConfig, Scheme, docker_hub
+from appliance.config.model import Config, RegistryConfig, Scheme, docker_hub
 from appliance.errors import RegistryError
-from appliance.mirror import RouteVia, is_bare_ping, path_segment, route
+from appliance.front.mirror import RouteVia, is_bare_ping, path_segment, route
 
 LAB = RegistryConfig(host="lab.test:5000", scheme=Scheme.HTTP)
 QUAY = RegistryConfig(host="quay.io")

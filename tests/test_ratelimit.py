@@ -6,7 +6,7 @@ import email.utils
 
 import pytest
 
-from appliance.ratelimit import (
+from appliance.upstream.ratelimit import (
     DEFAULT_BLOCK_SECONDS,
     MAX_BLOCK_SECONDS,
     Quota,

@@ -15,12 +15,12 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from appliance.config import RegistryConfig, ResolveOverride, Scheme, TunnelMode, TunnelPolicy
+from appliance.config.model import RegistryConfig, ResolveOverride, Scheme, TunnelMode, TunnelPolicy
 from appliance.errors import UpstreamRefused
-from appliance.redirect_policy import RedirectPolicy, RedirectRefused
-from appliance.resolver import OverrideResolver
-from appliance.tunnel_policy import AddressClass, check_addresses, classify_address
-from appliance.upstream import UpstreamClient
+from appliance.front.tunnel_policy import AddressClass, check_addresses, classify_address
+from appliance.upstream.client import UpstreamClient
+from appliance.upstream.redirect_policy import RedirectPolicy, RedirectRefused
+from appliance.upstream.resolver import OverrideResolver
 from tests.fixtures.redirect_world import REGISTRY, RedirectWorld, redirect_world, trap
 
 METADATA = ("100.100.100.200", "fd00:ec2::254", "168.63.129.16", "::ffff:100.100.100.200")

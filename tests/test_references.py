@@ -3,7 +3,7 @@
 import pytest
 
 from appliance.errors import ConfigError
-from appliance.references import ImageRef, parse_reference
+from appliance.registry.references import ImageRef, parse_reference
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.config import Credential, Secret
+from appliance.config.model import Credential, Secret
 from appliance.events import CacheStatus
-from appliance.registry_api import PING_TTL
+from appliance.registry.api import PING_TTL
 from tests.fixtures.counting_upstream import Auth, CountingUpstream, Image
 from tests.fixtures.registry_proxy import UPSTREAM_NAME, ProxyUnderTest
 

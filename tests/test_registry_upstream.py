@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.config import Credential, Secret
+from appliance.config.model import Credential, Secret
 from appliance.events import CacheStatus
 from tests.fixtures.counting_upstream import Auth, CountingUpstream
 from tests.fixtures.registry_proxy import ProxyUnderTest

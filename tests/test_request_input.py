@@ -6,14 +6,14 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict
 
-from appliance import request_input
-from appliance.config import Config
+from appliance.config.model import Config
+from appliance.config.seed_env import apply_env
 from appliance.errors import ConfigError, ErrorCode
-from appliance.oci import Endpoint
-from appliance.request_input import BadRequest
-from appliance.seed_env import apply_env
-from appliance.tag_pages import next_from_link
-from appliance.upstream_failures import describe_failure
+from appliance.registry import request_input
+from appliance.registry.oci import Endpoint
+from appliance.registry.request_input import BadRequest
+from appliance.registry.tag_pages import next_from_link
+from appliance.upstream.failures import describe_failure
 
 DIGEST = "sha256:" + "a" * 64
 

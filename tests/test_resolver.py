@@ -7,8 +7,8 @@ import socket
 import aiohttp
 from aiohttp import web
 
-from appliance.config import ResolveOverride
-from appliance.resolver import OverrideResolver, find_override
+from appliance.config.model import ResolveOverride
+from appliance.upstream.resolver import OverrideResolver, find_override
 
 
 def test_override_naming_the_port_wins_over_a_portless_one():

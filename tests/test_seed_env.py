@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.config import (
+from appliance.config.model import (
     DEFAULT_EXTRA_REGISTRIES,
     DOCKER_HUB_HOST,
     Config,
@@ -19,11 +19,11 @@ from appliance.config import (
     SecretStore,
     TunnelMode,
 )
-from appliance.config_values import default_config
+from appliance.config.seed_env import apply_env
+from appliance.config.seed_env_auth import SEED_DUMMY_AUTH, encode_auth_registries, parse_auth_registries
+from appliance.config.seed_env_export import export_env
+from appliance.config.values import default_config
 from appliance.errors import ConfigError
-from appliance.seed_env import apply_env
-from appliance.seed_env_auth import SEED_DUMMY_AUTH, encode_auth_registries, parse_auth_registries
-from appliance.seed_env_export import export_env
 
 HOME = {"HOME": "/nonexistent-home"}
 

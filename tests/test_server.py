@@ -2,7 +2,7 @@
 
 import pytest
 
-from appliance.server import ConnectRefused, parse_connect_target
+from appliance.front.server import ConnectRefused, parse_connect_target
 
 
 def test_parses_host_port_and_ipv6_targets() -> None:

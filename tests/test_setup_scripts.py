@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance import cli_setup
-from appliance.config import Config, RegistryConfig, Scheme, docker_hub
+from appliance.cli import setup as cli_setup
+from appliance.config.model import Config, RegistryConfig, Scheme, docker_hub
 from appliance.errors import ConfigError
-from appliance.setup_scripts import (
+from appliance.front.setup_scripts import (
     SetupKind,
     containerd_hosts,
     containerd_script,

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from appliance.errors import RegistryError
-from appliance.streaming import (
+from appliance.registry.streaming import (
     FILL_BUDGET,
     MAX_FILL_CHUNK,
     MAX_STREAM_CHUNK,

@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 
 from appliance.errors import ErrorCode
-from appliance.request_input import BadRequest
-from appliance.tag_pages import PageRequest, TagListError, next_link, page_request, paginate, parse_tag_list
+from appliance.registry.request_input import BadRequest
+from appliance.registry.tag_pages import (
+    PageRequest,
+    TagListError,
+    next_link,
+    page_request,
+    paginate,
+    parse_tag_list,
+)
 
 TAGS = ("v3", "v1", "latest", "v2", "v1")
 

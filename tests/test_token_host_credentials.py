@@ -24,9 +24,17 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 
-from appliance.auth import realm_credential, scope_repository
-from appliance.config import Config, Credential, RegistryConfig, ResolveOverride, Scheme, Secret, Timeouts
-from appliance.upstream import UpstreamClient
+from appliance.config.model import (
+    Config,
+    Credential,
+    RegistryConfig,
+    ResolveOverride,
+    Scheme,
+    Secret,
+    Timeouts,
+)
+from appliance.upstream.challenges import realm_credential, scope_repository
+from appliance.upstream.client import UpstreamClient
 from tests.fixtures.pki import issue_server_cert, make_ca, pem
 
 NAMES = ("registry.test", "jwt.test", "other-jwt.test", "elsewhere.test")

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from appliance.errors import UpstreamError
-from appliance.tunnel import TunnelEnd, TunnelStats, open_upstream, pipe_tunnel, splice
+from appliance.front.tunnel import TunnelEnd, TunnelStats, open_upstream, pipe_tunnel, splice
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

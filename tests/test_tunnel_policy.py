@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from appliance.config import TunnelMode, TunnelPolicy
-from appliance.tunnel_policy import (
+from appliance.config.model import TunnelMode, TunnelPolicy
+from appliance.front.tunnel_policy import (
     AddressClass,
     Resolver,
     TunnelDecision,

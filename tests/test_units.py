@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from appliance.config.units import format_size, format_time, parse_size, parse_time
 from appliance.errors import ConfigError
-from appliance.units import format_size, format_time, parse_size, parse_time
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 
-from appliance.config import (
+from appliance.config.model import (
     Config,
     Credential,
     RegistryConfig,
@@ -33,7 +33,7 @@ from appliance.config import (
     Timeouts,
 )
 from appliance.errors import UpstreamError
-from appliance.upstream import UpstreamClient
+from appliance.upstream.client import UpstreamClient
 from tests.fixtures.pki import issue_server_cert, make_ca, pem
 
 PASSWORD = "s3cr3t-Pa55word!"

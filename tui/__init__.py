@@ -14,7 +14,7 @@ Architecture, in the frogmouth/toolong/harlequin mould:
   100 ms (``FeedChanged`` messages coalesce), so thousands of events per second stay smooth.
 
 The wall: from the engine package this package imports ``appliance.protocol`` and
-``appliance.control_client`` and nothing else (a test parses every import); the engine never
+``appliance.control.client`` and nothing else (a test parses every import); the engine never
 imports Textual (a subprocess test checks ``sys.modules``).  Secrets only ever travel inward: the
 engine never sends a password back, and the credential form clears its masked field once saved.
 """

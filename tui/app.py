@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.signal import Signal
 
 from appliance import protocol as p
-from appliance.control_client import ControlError, EngineUnavailable
+from appliance.control.client import ControlError, EngineUnavailable
 from tui.connection import EngineLink, NotConnected
 from tui.feed import DEFAULT_CAPACITY, EventFeed
 from tui.messages import (

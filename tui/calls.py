@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from textual.screen import Screen
 
-from appliance.control_client import ControlClient, ControlError, EngineUnavailable
+from appliance.control.client import ControlClient, ControlError, EngineUnavailable
 from tui.connection import NotConnected
 from tui.state import holder
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from appliance import protocol as p
-from appliance.control_client import ControlClient, ControlError, EngineUnavailable, EventStream
+from appliance.control.client import ControlClient, ControlError, EngineUnavailable, EventStream
 
 
 class LinkSink(Protocol):

@@ -1,6 +1,6 @@
 """The control-socket wire schema (API v1): every request and response body, as typed records.
 
-This package is shared by the engine (``appliance.control``), the CLI and the dashboard, and imports
+This package is shared by the engine (``appliance.control.server``), the CLI and the dashboard, and imports
 nothing but the standard library, so the dashboard can depend on it and nothing else of the engine.
 ``docs/control-protocol.md`` describes the endpoints; the records here are the authority on fields.
 Importers use the package (``from appliance import protocol as p``); the submodules are its layout:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.mirror import path_segment
+from appliance.front.mirror import path_segment
 from tests.fixtures import BOB
 from tests.fixtures.appliance import Appliance, UpstreamSpec
 from tests.fixtures.clients import CurlResult, curl

@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from appliance import protocol as p
-from appliance.control_client import ControlClient, ControlError, EventStream
+from appliance.control.client import ControlClient, ControlError, EventStream
 from tests.fixtures.appliance import Appliance, UpstreamSpec
 from tests.fixtures.clients import skopeo_copy
 from tests.fixtures.images import ImageInfo, ImagePusher

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.config import RegistryConfig
-from appliance.mirror import path_segment
-from appliance.setup_scripts import containerd_hosts
+from appliance.config.model import RegistryConfig
+from appliance.front.mirror import path_segment
+from appliance.front.setup_scripts import containerd_hosts
 from tests.fixtures.appliance import Appliance, UpstreamSpec
 from tests.fixtures.clients import podman_pull, skopeo_copy
 from tests.fixtures.containerd import PrivateContainerd, ctr_pull

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.mirror import path_segment
+from appliance.front.mirror import path_segment
 from tests.fixtures.appliance import Appliance, UpstreamSpec
 from tests.fixtures.clients import curl, skopeo_copy
 from tests.fixtures.images import ImagePusher

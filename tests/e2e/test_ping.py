@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.control_client import ControlClient
+from appliance.control.client import ControlClient
 from tests.fixtures import ALICE
 from tests.fixtures.appliance import Appliance, UpstreamSpec
 from tests.fixtures.clients import CurlResult, curl

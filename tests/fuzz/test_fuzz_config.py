@@ -12,8 +12,9 @@ import tomlkit
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from appliance.config import Config
-from appliance.config_file_keys import (
+from appliance.config.model import Config
+from appliance.config.seed_env import apply_env
+from appliance.config.toml_keys import (
     CACHE_KEYS,
     MANIFEST_KEYS,
     TIER_KEYS,
@@ -21,9 +22,8 @@ from appliance.config_file_keys import (
     TOP_KEYS,
     TUNNEL_KEYS,
 )
-from appliance.config_file_read import config_from_document, parse_text
+from appliance.config.toml_read import config_from_document, parse_text
 from appliance.errors import ConfigError
-from appliance.seed_env import apply_env
 from tests.fuzz.conftest import run_property
 
 # Keyring lookups would talk to the desktop's secret service: the keyring store is left out.

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from appliance.mirror import path_segment
+from appliance.front.mirror import path_segment
 from tests.fuzz.conftest import run_property
 from tests.fuzz.world import REALM, REGISTRY, FuzzWorld, Reply
 

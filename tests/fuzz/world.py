@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-from appliance.ca import CertificateAuthority
-from appliance.config import (
+from appliance.config.model import (
     Config,
     Credential,
     RegistryConfig,
@@ -39,7 +38,8 @@ from appliance.config import (
     TunnelPolicy,
 )
 from appliance.engine import Engine
-from appliance.leaf_certs import LeafCertificates
+from appliance.front.ca import CertificateAuthority
+from appliance.front.leaf_certs import LeafCertificates
 
 T = TypeVar("T")
 

@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from appliance.cli import build_parser
-from appliance.cli_tui import INSTALL_HINT
+from appliance.cli.main import build_parser
+from appliance.cli.tui import INSTALL_HINT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ def test_without_textual_the_command_says_how_to_install_it_in_one_line() -> Non
     script = (
         "import sys\n"
         "sys.modules['textual'] = None  # as if the extra were not installed\n"
-        "from appliance.cli import main\n"
+        "from appliance.cli.main import main\n"
         "sys.exit(main(['tui', '--socket', '/nonexistent.sock']))\n"
     )
     result = subprocess.run(

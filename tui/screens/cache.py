@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
 from appliance import protocol as p
-from appliance.control_client import ControlClient, ControlError, EngineUnavailable
+from appliance.control.client import ControlClient, ControlError, EngineUnavailable
 from tui import format as fmt
 from tui.calls import call_engine
 from tui.connection import NotConnected

@@ -11,7 +11,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from appliance import protocol as p
-from appliance.control_client import ControlError, EngineUnavailable
+from appliance.control.client import ControlError, EngineUnavailable
 from tui.connection import NotConnected
 from tui.state import holder
 

@@ -18,7 +18,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from appliance import protocol as p
-from appliance.control_client import ControlError, EngineUnavailable
+from appliance.control.client import ControlError, EngineUnavailable
 from tui.connection import NotConnected
 from tui.forms_model import (
     CREDENTIAL_FIELDS,

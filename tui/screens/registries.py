@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from appliance import protocol as p
-from appliance.control_client import ControlClient
+from appliance.control.client import ControlClient
 from tui import format as fmt
 from tui.calls import call_engine
 from tui.screens.confirm import ConfirmScreen

@@ -1,0 +1,259 @@
+"""The registry API as the appliance serves it: cache first, upstream when needed.
+
+One ``RegistryProxy.handle`` call serves one client request for one upstream registry, whichever
+way it arrived (a MITM tunnel or mirror mode), and publishes exactly one event for it.  It routes
+the request (blobs to ``registry.blobs``, manifests to ``registry.manifests``, everything else
+through ``registry.gate``'s relay), answers ``/v2/`` itself when the upstream cannot, and turns
+the errors of any of them into the OCI error JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from appliance.cache import BlobCache, ManifestCache
+from appliance.config.model import Config, RegistryConfig
+from appliance.errors import ErrorCode, RegistryError, UpstreamError
+from appliance.events import CacheStatus, EventBus, EventDraft, RequestKind
+from appliance.registry import oci, request_input
+from appliance.registry.blobs import BlobService
+from appliance.registry.gate import GatedUpstream
+from appliance.registry.health import UpstreamHealth
+from appliance.registry.manifests import ManifestService
+from appliance.registry.oci import Endpoint, Route
+from appliance.registry.pullahead import PullAhead
+from appliance.registry.request_input import BadRequest, shown
+from appliance.registry.responses import UpstreamAnswer, error_response, ping_response, relay_response
+from appliance.registry.tags import TagListService
+from appliance.upstream import challenges as auth
+from appliance.upstream.client import UpstreamClient
+
+log = logging.getLogger("appliance.registry")
+
+# How long an upstream's 200 to ``/v2/`` is taken as its answer for the next client that sends no
+# credentials of its own.  Every pull starts with that ping, and a registry 20-100 ms away makes
+# it a round trip on every warm pull; the answer only says "this is a v2 registry we may use".
+PING_TTL = 30.0
+
+
+class NotRegistryApi(RegistryError):
+    """A path that is not the registry API: refused, nothing sent upstream (no credentials leak)."""
+
+    def __init__(self, host: str, path: str) -> None:
+        super().__init__(
+            404,
+            ErrorCode.NAME_UNKNOWN,
+            f"only the registry API (/v2/...) is served for {host}, not {shown(path)!r}; nothing was sent",
+        )
+
+
+@dataclass
+class RegistryProxy:
+    """Serves registry API requests for configured registries through the cache."""
+
+    config: Callable[[], Config]
+    upstream: UpstreamClient
+    blobs: BlobCache
+    manifests: ManifestCache
+    events: EventBus
+    health: UpstreamHealth = field(default_factory=UpstreamHealth)
+    pull_ahead: PullAhead | None = None
+    active: int = field(default=0, init=False)  # requests being served, until their event is out
+    clock: Callable[[], float] = time.monotonic
+    # registry host -> (the config it was answered under, when): a reload forgets them all.
+    _pings: dict[str, tuple[Config, float]] = field(default_factory=dict, init=False, repr=False)
+    # Built once from the fields above; they share this proxy's collaborators.
+    _gate: GatedUpstream = field(init=False, repr=False, compare=False)
+    _blob_api: BlobService = field(init=False, repr=False, compare=False)
+    _manifest_api: ManifestService = field(init=False, repr=False, compare=False)
+    _tags_api: TagListService = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._gate = GatedUpstream(self.upstream, self.health)
+        self._blob_api = BlobService(self.blobs, self._gate, self.pull_ahead, self.config)
+        self._manifest_api = ManifestService(self.config, self.manifests, self._gate, self.pull_ahead)
+        self._tags_api = TagListService(self._gate)
+
+    async def handle(
+        self,
+        request: web.BaseRequest,
+        registry: RegistryConfig,
+        path: str,
+        client: str,
+        *,
+        query: Iterable[tuple[str, str]] | None = None,
+    ) -> web.StreamResponse:
+        """Serve the registry API request ``path`` (decoded) with ``query`` for ``registry``.
+
+        ``path`` is as the upstream knows it (a mirror's registry prefix removed); the upstream is
+        asked for a path rebuilt from its validated parts.  ``BadRequest`` for invalid input and
+        ``NotRegistryApi`` for anything but the registry API, both before anything goes upstream.
+        Without ``query``, ``path`` may carry one after a ``?`` (``request.path_qs``).
+        """
+        if query is None:
+            path, _, query_text = path.partition("?")
+            query = parse_qsl(query_text, keep_blank_values=True)
+        request_input.check_headers(request.headers)
+        api = request_input.api_request(path, query)
+        if api is None:
+            raise NotRegistryApi(registry.host, path)
+        draft = EventDraft(
+            client=client,
+            registry=registry.host,
+            method=request.method,
+            route=api.route,
+            path_qs=api.upstream_path_qs,
+            authorization=request_input.single_header(request.headers, "Authorization"),
+        )
+        return await self._serve(request, registry, api.route, draft)
+
+    async def relay_token(
+        self,
+        request: web.BaseRequest,
+        registry: RegistryConfig,
+        path: str,
+        query: Iterable[tuple[str, str]],
+        client: str,
+        *,
+        authorization: str | None,
+    ) -> web.StreamResponse:
+        """Relay a request to a token realm: the client's own ``Authorization``, else ``authorization``.
+
+        Never the engine's other credentials: ``authorization`` is the seed-style Basic credential
+        the caller chose for a token request, or None.
+        """
+        request_input.check_headers(request.headers)
+        clean = request_input.clean_path(path)
+        if clean is None:
+            raise BadRequest(ErrorCode.NAME_INVALID, f"not a plain path: {request_input.shown(path)!r}")
+        draft = EventDraft(
+            client=client,
+            registry=registry.host,
+            method=request.method,
+            route=Route(Endpoint.OTHER),
+            path_qs=clean + request_input.query_string(query),
+            authorization=request_input.single_header(request.headers, "Authorization") or authorization,
+            kind_override=RequestKind.TOKEN,
+        )
+        return await self._serve(request, registry, draft.route, draft, token=True)
+
+    async def _serve(
+        self,
+        request: web.BaseRequest,
+        registry: RegistryConfig,
+        route: Route,
+        draft: EventDraft,
+        *,
+        token: bool = False,
+    ) -> web.StreamResponse:
+        self.active += 1
+        try:
+            return await self._handle(request, registry, route, draft, token)
+        finally:
+            self.active -= 1
+
+    async def _handle(
+        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, draft: EventDraft, token: bool
+    ) -> web.StreamResponse:
+        try:
+            if token:
+                response = await self._gate.relay(request, registry, route, draft, inject=False)
+            else:
+                response = await self._route(request, registry, route, draft)
+        except RegistryError as exc:
+            draft.status = CacheStatus.ERROR if not isinstance(exc, UpstreamAnswer) else draft.status
+            draft.http_status = exc.status
+            if not draft.message:
+                draft.message = exc.message
+            response = error_response(exc)
+        except UpstreamError as exc:
+            draft.status = CacheStatus.ERROR
+            draft.message = exc.message
+            status = 429 if exc.status == 429 else 502
+            code = ErrorCode.TOOMANYREQUESTS if status == 429 else ErrorCode.UNAVAILABLE
+            draft.http_status = status
+            response = error_response(RegistryError(status, code, f"upstream {registry.host}: {exc.message}"))
+        if draft.status is CacheStatus.ERROR:
+            log.warning(
+                "%s %s %s %s: %s",
+                registry.host,
+                route.repository or "-",
+                request.method,
+                shown(draft.path_qs.split("?", 1)[0]),
+                shown(draft.message, 500),
+            )
+        self.events.publish(draft.event())
+        return response
+
+    async def _route(
+        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, draft: EventDraft
+    ) -> web.StreamResponse:
+        method = request.method
+        endpoint = route.endpoint
+        if endpoint is Endpoint.V1:
+            raise oci.v1_refused(registry.host)
+        if method not in ("GET", "HEAD"):
+            if not self.config().effective_allow_push(registry):
+                raise oci.push_disabled(method, registry.host)
+            return await self._gate.relay(request, registry, route, draft, actions=("pull", "push"))
+        if endpoint is Endpoint.PING:
+            return await self._ping(request, registry, draft)
+        if endpoint is Endpoint.BLOB:
+            return await self._blob_api.serve(request, registry, route, draft)
+        if endpoint is Endpoint.MANIFEST:
+            return await self._manifest_api.serve(request, registry, route, draft)
+        if endpoint is Endpoint.TAGS:
+            return await self._tags_api.serve(request, registry, route, draft)
+        return await self._gate.relay(request, registry, route, draft)
+
+    # -- /v2/ ----------------------------------------------------------------------------------
+
+    async def _ping(
+        self, request: web.BaseRequest, registry: RegistryConfig, draft: EventDraft
+    ) -> web.StreamResponse:
+        config = self.config()
+        anonymous = draft.authorization is None
+        if anonymous:
+            seen = self._pings.get(registry.host)
+            if seen is not None and seen[0] is config and self.clock() - seen[1] < PING_TTL:
+                draft.status = CacheStatus.HIT
+                return ping_response()
+        try:
+            answer = await self._gate.request(
+                registry, "GET", "/v2/", client_authorization=draft.authorization
+            )
+        except UpstreamError as exc:
+            return self._local_ping(draft, f"upstream unreachable, answering /v2/ locally: {exc.message}")
+        draft.upstream_status = answer.status
+        if answer.status == 429 or answer.status >= 500:
+            await answer.release()
+            return self._local_ping(draft, f"upstream answered {answer.status}, answering /v2/ locally")
+        draft.http_status = answer.status
+        if anonymous and answer.status == 200:
+            self._pings[registry.host] = (config, self.clock())
+        elif anonymous:
+            self._pings.pop(registry.host, None)
+            challenge = auth.challenge_from(answer.headers.getall("WWW-Authenticate", ()))
+            if answer.status == 401 and auth.repository_accounts_answer_ping(
+                config.credentials, registry, challenge
+            ):
+                await answer.release()
+                # Cached as an upstream 200 would be: the answer only changes with the config.
+                self._pings[registry.host] = (config, self.clock())
+                draft.http_status = 200
+                draft.message = "answered locally: per-repository Basic accounts, none for /v2/"
+                return ping_response()
+        return await relay_response(request, answer, draft)
+
+    @staticmethod
+    def _local_ping(draft: EventDraft, why: str) -> web.StreamResponse:
+        # Offline: cached images stay pullable, and clients ping /v2/ before anything else.
+        draft.message = why
+        draft.status = CacheStatus.STALE
+        return ping_response()

@@ -1,0 +1,51 @@
+"""Per-repository access to the shared cache: ask the upstream before serving an unlinked pair.
+
+The cache stores each blob and manifest once per registry, but a repository is only served what
+the upstream vouched for in that repository (``cache/links.py``, the ``links`` table).  For a pair
+without a link, one ``HEAD`` in that repository decides: a ``200`` links it (the cached bytes are
+then served, no second download), anything else is the client's answer, and an unreachable
+upstream serves nothing that is not linked.
+"""
+
+from __future__ import annotations
+
+from appliance.cache import CacheIndex
+from appliance.config.model import RegistryConfig
+from appliance.errors import IntegrityError
+from appliance.events import EventDraft
+from appliance.registry import oci
+from appliance.registry.gate import GatedUpstream
+from appliance.registry.responses import answer_error
+
+
+async def confirm_upstream(
+    gate: GatedUpstream,
+    index: CacheIndex,
+    registry: RegistryConfig,
+    repository: str,
+    what: str,
+    digest: str,
+    draft: EventDraft,
+) -> None:
+    """``HEAD /v2/<repository>/<what>/<digest>`` upstream; links the pair on 200, raises otherwise.
+
+    ``what`` is ``blobs`` or ``manifests``.  Raises the upstream's own answer (404, 401, 403, ...)
+    as an ``UpstreamAnswer``, ``UpstreamError`` when it cannot be reached.
+    """
+    headers = {"Accept": oci.FULL_ACCEPT} if what == "manifests" else None
+    answer = await gate.request(
+        registry,
+        "HEAD",
+        f"/v2/{repository}/{what}/{digest}",
+        headers=headers,
+        repository=repository,
+        client_authorization=draft.authorization,
+    )
+    draft.upstream_status = answer.status
+    if answer.status != 200:
+        raise await answer_error(answer)
+    announced = answer.headers.get("Docker-Content-Digest")
+    await answer.release()
+    if announced and announced != digest:
+        raise IntegrityError(registry.host, f"upstream answered {what} {digest} with digest {announced}")
+    await index.add_links(registry.host, repository, [digest])

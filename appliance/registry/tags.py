@@ -1,0 +1,70 @@
+"""``/v2/<name>/tags/list`` as the appliance serves it: the upstream's list, paginated as asked.
+
+The client's ``n`` and ``last`` go upstream, and are applied again to the answer (see
+``tag_pages``): an upstream that ignored them still gives the client the page it asked for, and
+the ``Link`` to the next page names the path the client used (a mirror's registry prefix kept).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from aiohttp import web
+
+from appliance.config.model import RegistryConfig
+from appliance.errors import UpstreamError
+from appliance.events import CacheStatus, EventDraft
+from appliance.registry import tag_pages
+from appliance.registry.gate import GatedUpstream
+from appliance.registry.oci import API_VERSION_HEADER, Route
+from appliance.registry.responses import answer_error
+
+# A tag list is read whole to sort and cut it: Docker Hub's biggest repositories list ~10k tags.
+MAX_TAG_LIST_BYTES = 8 * 1024 * 1024
+
+
+class TagListService:
+    """Serves ``tags/list`` GETs; a HEAD is relayed as it is."""
+
+    __slots__ = ("_gate",)
+
+    def __init__(self, gate: GatedUpstream) -> None:
+        self._gate = gate
+
+    async def serve(
+        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, draft: EventDraft
+    ) -> web.StreamResponse:
+        query = tuple(request.rel_url.query.items())
+        asked = tag_pages.page_request(query)
+        if request.method == "HEAD":
+            return await self._gate.relay(request, registry, route, draft)
+        answer = await self._gate.request(
+            registry,
+            "GET",
+            draft.path_qs,
+            headers={"Accept": "application/json"},
+            repository=route.repository,
+            client_authorization=draft.authorization,
+        )
+        draft.upstream_status = answer.status
+        if answer.status != 200:
+            raise await answer_error(answer)
+        try:
+            body = await answer.read(MAX_TAG_LIST_BYTES)
+        finally:
+            await answer.release()
+        try:
+            name, tags = tag_pages.parse_tag_list(body)
+        except tag_pages.TagListError as exc:
+            raise UpstreamError(registry.host, str(exc), status=answer.status) from None
+        upstream_next = tag_pages.next_from_link(answer.headers.get("Link")) is not None
+        page = tag_pages.paginate(name, tags, asked, upstream_next)
+        headers = {"Content-Type": "application/json", API_VERSION_HEADER[0]: API_VERSION_HEADER[1]}
+        link = tag_pages.next_link(quote(request.path, safe="/:@"), query, page)
+        if link is not None:
+            headers["Link"] = link
+        data = page.body()
+        draft.status = CacheStatus.BYPASS
+        draft.http_status = 200
+        draft.bytes = len(data)
+        return web.Response(status=200, body=data, headers=headers)
