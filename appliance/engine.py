@@ -26,7 +26,6 @@ from appliance.config.model import (
     normalize_host,
     split_host_port,
 )
-from appliance.control.server import ControlServer
 from appliance.errors import ApplianceError, ConfigError, ErrorCode, RegistryError, UpstreamError
 from appliance.events import EventBus
 from appliance.front import mirror, tunnel, tunnel_policy
@@ -103,7 +102,6 @@ class Engine:
         self.cache_lock = CacheLock(self.config.cache_dir)
         self.stats = Stats()
         self.events.add_listener(self.stats)
-        self.control: ControlServer | None = None
         self._background = OwnedTasks()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -188,7 +186,7 @@ class Engine:
             usage=await self.blobs.usage(),
             inflight=self.blobs.inflight(),
             events_dropped=self.events.dropped_total,
-            event_subscribers=len(self.control.subscriptions) if self.control else 0,
+            event_subscribers=self.events.subscribers,
             rate_limits=self.rate_limits(),
         )
         return web.Response(text=metrics.render(data), headers={"Content-Type": metrics.CONTENT_TYPE})

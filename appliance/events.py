@@ -138,6 +138,11 @@ class EventBus:
         if sub in self._subs:
             self._subs.remove(sub)
 
+    @property
+    def subscribers(self) -> int:
+        """Live subscriptions (the control socket's event streams), for /metrics."""
+        return len(self._subs)
+
     def recent(self) -> list[Event]:
         return list(self._ring)
 

@@ -42,7 +42,6 @@ async def serve(
     except BaseException:
         await engine.close()
         raise
-    engine.control = control
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -75,7 +75,6 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
     await engine.start()
     server = ControlServer(engine, source, config.control_socket)
     await server.start()
-    engine.control = server
     client = ControlClient(config.control_socket, timeout=10)
     try:
         yield Running(engine, server, client, config_path, config.control_socket)
@@ -251,6 +250,8 @@ async def test_events_stream_replays_filters_and_follows(running: Running) -> No
         second = await asyncio.wait_for(anext(batches), 5)
         assert [(e.registry, e.status) for e in second.events] == [("lab.example:5000", p.EventStatus.HIT)]
         assert (await running.client.stats()).events.subscribers == 1
+        metrics_text = (await running.engine.metrics_response()).text or ""
+        assert "appliance_events_subscribers 1" in metrics_text.splitlines()
     finally:
         await stream.close()
 
