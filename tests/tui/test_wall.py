@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ALLOWED_FROM_ENGINE = {"appliance", "appliance.protocol", "appliance.control.client"}
-# Loaded on the way to the client; its __init__ imports nothing (tests/test_protocol.py checks that).
+# Loaded on the way to the client; its __init__ imports nothing (tests/protocol/test_codec.py checks that).
 PARENT_PACKAGES = {"appliance.control"}
 
 

@@ -24,7 +24,7 @@ from appliance.config.toml_render import render_config
 from appliance.config.values import default_config
 from appliance.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {"HOME": "/nonexistent-home"}
 
 
