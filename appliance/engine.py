@@ -30,6 +30,7 @@ from appliance.errors import ApplianceError, ConfigError, ErrorCode, RegistryErr
 from appliance.events import EventBus
 from appliance.front import mirror, tunnel, tunnel_policy
 from appliance.front.ca import CertificateAuthority
+from appliance.front.intermediate import InterceptionCertificates, intercepted_names
 from appliance.front.leaf_certs import LeafCertificates
 from appliance.front.server import ConnContext, ConnectRefused, FrontDoor, TunnelIO
 from appliance.front.setup_scripts import SetupKind, render_setup, valid_address
@@ -71,7 +72,7 @@ class Engine:
     listen_addresses: list[tuple[str, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.leafs = LeafCertificates(self.ca)
+        self.leafs = InterceptionCertificates(self.ca, intercepted_names(self.config))
         self.upstream = UpstreamClient(self.config)
         self.blobs = BlobCache.on_disk(
             self.config.cache_dir,
@@ -154,7 +155,10 @@ class Engine:
                 raise ConfigError(str(config.tls_cert_file), f"cannot use it for tls_listen: {exc}") from None
             return context
         host = config.tls_listen[0] if config.tls_listen else "localhost"
-        return self.leafs.sni_server_context("localhost" if host in ("", "*", "0.0.0.0", "::") else host)
+        # Signed by the root, not the constrained intermediate: the names clients reach the
+        # appliance by are not registries and are not known in advance (docs/security.md).
+        leaves = LeafCertificates(self.ca)
+        return leaves.sni_server_context("localhost" if host in ("", "*", "0.0.0.0", "::") else host)
 
     async def close(self) -> None:
         await self._background.cancel_all()
@@ -194,6 +198,7 @@ class Engine:
     def apply(self, config: Config) -> None:
         """Swap in a new configuration without dropping connections (hot reload)."""
         self.config = config
+        self.leafs.reconfigure(intercepted_names(config))
         self.upstream.reconfigure(config)
         self.door.reconfigure(config.timeouts, config.limits)
 

@@ -17,6 +17,7 @@ from appliance.engine import Engine
 from appliance.errors import ApplianceError
 from appliance.events import EventBus
 from appliance.front.ca import CertificateAuthority, expiry_warning
+from appliance.front.intermediate import root_warnings
 
 log = logging.getLogger("appliance.engine")
 TLS_READ_BUFFER = 32 * 1024
@@ -33,6 +34,8 @@ async def serve(
     )
     warning = expiry_warning(ca)
     if warning:
+        log.warning("%s", warning)
+    for warning in root_warnings(ca):
         log.warning("%s", warning)
     engine = Engine(config=config, ca=ca, events=EventBus(queue_size=config.event_queue))
     await engine.start()

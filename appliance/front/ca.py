@@ -39,6 +39,11 @@ SEED_CA_PASSPHRASE = b"foobar"
 # Certificates are backdated so a client whose clock is a little behind still accepts them.
 BACKDATE = datetime.timedelta(days=1)
 CN_MAX = 64  # ub-common-name (RFC 5280)
+# pathlen 1: the root signs only the name-constrained intermediate (pathlen 0), which signs the
+# leaves; a stolen leaf key can never sign anything.  Roots created before carry pathlen 0 and sign
+# leaves directly (see ``intermediate.can_delegate``).
+ROOT_PATH_LENGTH = 1
+APPLIANCE_ORGANIZATION = "registry-appliance"
 
 
 def utcnow() -> datetime.datetime:
@@ -104,47 +109,20 @@ class CertificateAuthority:
         cls, cert_path: Path, key_path: Path, *, lifetime: datetime.timedelta = CA_LIFETIME
     ) -> CertificateAuthority:
         """Create a new CA and write it: key 0600 (atomically, never readable by others), then cert."""
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = new_key()
         now = utcnow()
         host = socket.gethostname() or "localhost"  # no DNS lookup: that can hang for seconds
         common_name = f"registry-appliance CA {host} {now:%Y-%m-%d}"[:CN_MAX]
         name = x509.Name(
             [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "registry-appliance"),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, APPLIANCE_ORGANIZATION),
                 x509.NameAttribute(
                     NameOID.ORGANIZATIONAL_UNIT_NAME, f"container registry cache on {host}"[:CN_MAX]
                 ),
                 x509.NameAttribute(NameOID.COMMON_NAME, common_name),
             ]
         )
-        public = key.public_key()
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(public)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - BACKDATE)
-            .not_valid_after(now + lifetime)
-            # pathlen 0: this CA signs leaves only, so a stolen leaf key can never sign anything.
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=False,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-            .sign(key, hashes.SHA256())
-        )
+        cert = build_root(key, name, now=now, lifetime=lifetime)
         key_pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
@@ -175,6 +153,51 @@ class CertificateAuthority:
     def chain_pem(self) -> bytes:
         """The CA and its own issuers, as sent after a leaf."""
         return self.cert_pem + b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self.extra_chain)
+
+
+def new_key() -> ec.EllipticCurvePrivateKey:
+    """A fresh key for a CA or leaf: EC P-256 (fast to generate, accepted by every client)."""
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def build_root(
+    key: CaKey,
+    name: x509.Name,
+    *,
+    now: datetime.datetime,
+    lifetime: datetime.timedelta = CA_LIFETIME,
+    path_length: int = ROOT_PATH_LENGTH,
+) -> x509.Certificate:
+    """A self-signed CA certificate for ``key`` (pure: writes nothing)."""
+    public = key.public_key()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + lifetime)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(ca_key_usage(), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def ca_key_usage() -> x509.KeyUsage:
+    """Signs certificates (and CRLs) only."""
+    return x509.KeyUsage(
+        digital_signature=False,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def fingerprint_sha256(cert: x509.Certificate) -> str:

@@ -19,18 +19,37 @@ import ssl
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from appliance.front.ca import BACKDATE, CN_MAX, CertificateAuthority, utcnow
+from appliance.front.ca import BACKDATE, CN_MAX, CaKey, new_key, utcnow
 
 Clock = Callable[[], datetime.datetime]
+
+
+class LeafIssuer(Protocol):
+    """What signs leaves: the name-constrained intermediate, or a CA that cannot delegate to one."""
+
+    @property
+    def certificate(self) -> x509.Certificate: ...
+
+    @property
+    def key(self) -> CaKey: ...
+
+    @property
+    def not_after(self) -> datetime.datetime: ...
+
+    def chain_pem(self) -> bytes:
+        """The issuer and its own issuers, as sent after a leaf."""
+        ...
+
 
 _LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
 _DNS_NAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
@@ -69,7 +88,7 @@ class LeafCertificates:
 
     def __init__(
         self,
-        ca: CertificateAuthority,
+        ca: LeafIssuer,
         *,
         max_entries: int = 1024,
         lifetime: datetime.timedelta = datetime.timedelta(days=30),
@@ -174,35 +193,51 @@ class LeafCertificates:
 
 
 def mint_leaf(
-    ca: CertificateAuthority, name: str, *, now: datetime.datetime, lifetime: datetime.timedelta
+    ca: LeafIssuer, name: str, *, now: datetime.datetime, lifetime: datetime.timedelta
 ) -> tuple[x509.Certificate, bytes]:
     """A leaf certificate for one host (DNS or IP SAN) signed by ``ca``, and its key as PEM."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    try:
-        san: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        san = x509.DNSName(name)
+    key = new_key()
+    cert = build_leaf(ca.certificate, ca.key, (name,), key=key, now=now, lifetime=lifetime)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert, key_pem
+
+
+def build_leaf(
+    issuer: x509.Certificate,
+    issuer_key: CaKey,
+    names: Sequence[str],
+    *,
+    key: ec.EllipticCurvePrivateKey,
+    now: datetime.datetime,
+    lifetime: datetime.timedelta,
+) -> x509.Certificate:
+    """A server certificate for ``names`` (DNS names or IP literals, as SANs) signed by ``issuer``."""
+    sans: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            sans.append(x509.DNSName(name))
+    dns_names = [n for n in names if not _is_ip(n)]
+    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "registry-appliance")]
+    # No CN for an IP-only leaf: OpenSSL checks a CN that looks like a host name against the DNS
+    # name constraints when the leaf has no DNS SAN, and "127.0.0.1" looks like one.
+    if dns_names:
+        attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0][:CN_MAX]))
     # A leaf must not outlive its issuer, or clients reject it with a confusing error.
-    not_after = min(now + lifetime, ca.not_after)
-    ca_public = ca.certificate.public_key()
-    if not isinstance(ca_public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-        raise TypeError("CA key type checked at load")
-    cert = (
+    not_after = min(now + lifetime, issuer.not_valid_after_utc)
+    issuer_public = issuer_key.public_key()
+    return (
         x509.CertificateBuilder()
-        .subject_name(
-            x509.Name(
-                [
-                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "registry-appliance"),
-                    x509.NameAttribute(NameOID.COMMON_NAME, name[:CN_MAX]),
-                ]
-            )
-        )
-        .issuer_name(ca.certificate.subject)
+        .subject_name(x509.Name(attributes))
+        .issuer_name(issuer.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
         .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -220,13 +255,17 @@ def mint_leaf(
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public), critical=False)
-        .sign(ca.key, hashes.SHA256())
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public), critical=False)
+        .sign(issuer_key, hashes.SHA256())
     )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return cert, key_pem
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def server_context_from_pem(chain_pem: bytes, key_pem: bytes) -> ssl.SSLContext:

@@ -73,7 +73,8 @@ def test_first_start_creates_an_ec_ca_with_a_private_key_file(
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
     constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints)
-    assert constraints.critical and constraints.value.ca and constraints.value.path_length == 0
+    # pathlen 1: room for the name-constrained intermediate, and no more.
+    assert constraints.critical and constraints.value.ca and constraints.value.path_length == 1
     usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     assert usage.key_cert_sign and usage.crl_sign
     lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
