@@ -157,7 +157,7 @@ def _get(conn: http.client.HTTPSConnection, path: str) -> int:
     return answer.status
 
 
-async def test_a_registry_added_live_gets_a_reissued_intermediate_and_pulls(
+async def test_a_registry_added_live_gets_a_reissued_intermediate_and_pulls_and_removing_it_reissues(
     tmp_path: Path,
     pki: TestPKI,
     open_registry: UpstreamRegistry,
@@ -204,3 +204,13 @@ async def test_a_registry_added_live_gets_a_reissued_intermediate_and_pulls(
         assert await asyncio.to_thread(_get, kept, "/v2/") == 200
         assert kept.sock is kept_socket
         kept.close()
+
+        # Removing it again through the config file and a reload: re-issued without it.
+        appliance.registries = [spec]
+        appliance.write_config()
+        async with ControlClient(appliance.control_socket) as client:
+            assert (await client.reload()).applied
+        removed = await asyncio.to_thread(_served_chain, appliance, open_registry.name_port)
+        assert removed[1].serial_number != after[1].serial_number
+        assert REGISTRY_HOST in _permitted_dns(removed[1])
+        assert OTHER_HOST not in _permitted_dns(removed[1])
