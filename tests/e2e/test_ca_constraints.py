@@ -214,3 +214,47 @@ async def test_a_registry_added_live_gets_a_reissued_intermediate_and_pulls_and_
         assert removed[1].serial_number != after[1].serial_number
         assert REGISTRY_HOST in _permitted_dns(removed[1])
         assert OTHER_HOST not in _permitted_dns(removed[1])
+
+
+def _seed_ca(directory: Path) -> None:
+    """``ca.crt``/``ca.key`` as the seed's create_ca_cert.sh makes them (RSA, key under ``foobar``)."""
+    openssl = require_binary("openssl")
+    directory.mkdir(parents=True, exist_ok=True)
+    key, cert = directory / "ca.key", directory / "ca.crt"
+    # 2048 rather than the seed's 4096 only to keep the test fast; the format is the same.
+    subprocess.run(
+        [openssl, "genrsa", "-aes256", "-passout", "pass:foobar", "-out", str(key), "2048"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    subprocess.run(
+        [openssl, "req", "-new", "-x509", "-key", str(key), "-passin", "pass:foobar", "-out", str(cert),
+         "-days", "30", "-subj", "/C=NL/O=ME/OU=IT/CN=DockerMirrorBox CA Root test",
+         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+
+async def test_a_seed_ca_keeps_working_through_a_constrained_intermediate_with_a_warning(
+    tmp_path: Path, pki: TestPKI, open_registry: UpstreamRegistry, push_test_image: ImagePusher
+) -> None:
+    image = push_test_image(open_registry, layer_sizes=(10_000,))
+    spec = UpstreamSpec(open_registry.name_port, open_registry.host_port)
+    appliance = Appliance(tmp_path / "a", [spec], upstream_ca=pki.ca_file)
+    await asyncio.to_thread(_seed_ca, appliance.ca_dir)
+    seed_pem = (appliance.ca_dir / "ca.crt").read_bytes()
+    with appliance:
+        assert appliance.get("/ca.crt") == seed_pem
+        assert "was not created by the appliance" in appliance.log_text()
+        assert "CA itself is unconstrained" in appliance.log_text()
+        leaf, intermediate, root = await asyncio.to_thread(_served_chain, appliance, open_registry.name_port)
+        assert root.subject.rfc4514_string().startswith("CN=DockerMirrorBox CA Root test")
+        assert intermediate.issuer == root.subject and leaf.issuer == intermediate.subject
+        assert REGISTRY_HOST in _permitted_dns(intermediate)
+        pulled = await asyncio.to_thread(
+            skopeo_copy,
+            f"docker://{image.reference(open_registry.name_port)}",
+            f"dir:{tmp_path / 'pull'}",
+            https_proxy=appliance.url,
+            cert_dir=appliance.cert_dir(),
+        )
+        assert pulled.check().digest == image.manifest_digest
