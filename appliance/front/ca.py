@@ -305,6 +305,34 @@ def _expiry_warning(cert: x509.Certificate, path: Path, now: datetime.datetime) 
     return None
 
 
+def may_delegate(cert: x509.Certificate) -> bool:
+    """Whether a CA may sign an intermediate CA (its ``pathLenConstraint`` is not 0)."""
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return True  # an old v1 root: no path length limit
+    return constraints.path_length is None or constraints.path_length > 0
+
+
+def delegation_warnings(cert: x509.Certificate, path: Path) -> list[str]:
+    """What a CA vouches for beyond the registries, as warnings (none for the appliance's own)."""
+    if not may_delegate(cert):
+        return [
+            f"the CA {path} may not sign an intermediate (pathlen:0, as in CAs created by earlier "
+            "versions of the appliance): intercepted hosts get leaves signed by it directly, without "
+            "name constraints, so clients that trust it trust it for every site; remove ca.crt and "
+            "ca.key to have a new, constrained CA created (clients must trust it again)"
+        ]
+    organizations = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    if [a.value for a in organizations] != [APPLIANCE_ORGANIZATION]:
+        return [
+            f"the CA {path} was not created by the appliance: intercepted hosts get leaves from an "
+            "intermediate limited to the configured registries, but the CA itself is unconstrained: "
+            "anything else signed with its key stays trusted by every client that trusts it"
+        ]
+    return []
+
+
 def describe_ca(config: Config, *, now: datetime.datetime | None = None) -> str:
     """What ``appliance ca show`` prints.  Reads only the certificate: the key may be root-only."""
     path = config.ca_cert_path
@@ -320,7 +348,10 @@ def describe_ca(config: Config, *, now: datetime.datetime | None = None) -> str:
         f"not after:    {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC",
         f"days left:    {(cert.not_valid_after_utc - current).days}",
     ]
+    if may_delegate(cert):
+        lines.append("leaves:       from an intermediate name-constrained to the configured registries")
     warning = _expiry_warning(cert, path, current)
     if warning is not None:
         lines.append(f"WARNING: {warning}")
+    lines += [f"WARNING: {w}" for w in delegation_warnings(cert, path)]
     return "\n".join(lines)

@@ -42,6 +42,8 @@ from appliance.front.ca import (
     CaKey,
     CertificateAuthority,
     ca_key_usage,
+    delegation_warnings,
+    may_delegate,
     new_key,
     utcnow,
 )
@@ -189,31 +191,12 @@ def issue_intermediate(
 
 def can_delegate(root: CertificateAuthority) -> bool:
     """Whether the root may sign an intermediate CA (its ``pathLenConstraint`` is not 0)."""
-    try:
-        constraints = root.certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        return True  # an old v1 root: no path length limit
-    return constraints.path_length is None or constraints.path_length > 0
+    return may_delegate(root.certificate)
 
 
 def root_warnings(root: CertificateAuthority) -> list[str]:
     """Start-up warnings about what the root itself vouches for (empty for the appliance's own)."""
-    if not can_delegate(root):
-        return [
-            f"the CA {root.cert_path} may not sign an intermediate (pathlen:0, as in CAs created by "
-            "earlier versions of the appliance): intercepted hosts get leaves signed by it directly, "
-            "without name constraints, so clients that trust it trust it for every site; remove "
-            "ca.crt and ca.key to have a new, constrained CA created (clients must trust it again)"
-        ]
-    organizations = root.certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-    if [a.value for a in organizations] != [APPLIANCE_ORGANIZATION]:
-        return [
-            f"the CA {root.cert_path} was not created by the appliance: intercepted hosts get leaves "
-            "from an intermediate limited to the configured registries, but the CA itself is "
-            "unconstrained: anything else signed with its key stays trusted by every client that "
-            "trusts it"
-        ]
-    return []
+    return delegation_warnings(root.certificate, root.cert_path)
 
 
 class InterceptionCertificates:
@@ -231,6 +214,8 @@ class InterceptionCertificates:
         self.names = names
         self.issuer: LeafIssuer = root
         self.leaves = self._issue(names)
+        if self.constrained:
+            log.info("intercepted hosts get certificates from an intermediate limited to: %s", names)
 
     def _issue(self, names: RegistryNames) -> LeafCertificates:
         if self.constrained:

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from appliance.config.model import Config
 from appliance.errors import ConfigError
-from appliance.front.ca import CertificateAuthority, describe_ca, expiry_warning
+from appliance.front.ca import CertificateAuthority, build_root, describe_ca, expiry_warning, new_key
 from appliance.front.leaf_certs import LeafCertificates, mint_leaf
 from tests.fixtures.tls import handshake
 
@@ -216,7 +216,27 @@ def test_ca_show_prints_path_subject_fingerprint_and_expiry(ca: CertificateAutho
     assert ca.fingerprint_sha256 in text
     assert ca.subject in text
     assert f"{ca.not_after:%Y-%m-%d}" in text
+    assert "name-constrained to the configured registries" in text
     assert "WARNING" not in text
+
+
+def test_ca_show_warns_that_a_pathlen_0_ca_signs_leaves_unconstrained(tmp_path: Path) -> None:
+    key = new_key()
+    name = x509.Name([x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, "registry-appliance")])
+    (tmp_path / "ca.crt").write_bytes(
+        build_root(key, name, now=_now(), path_length=0).public_bytes(serialization.Encoding.PEM)
+    )
+    text = describe_ca(Config(ca_cert_file=tmp_path / "ca.crt", ca_key_file=tmp_path / "ca.key"))
+    assert "name-constrained" not in text
+    assert "WARNING: " in text and "pathlen:0" in text and "without name constraints" in text
+
+
+@needs_openssl
+def test_ca_show_warns_that_a_brought_ca_itself_is_unconstrained(tmp_path: Path) -> None:
+    cert_path, key_path = _seed_style_ca(tmp_path)
+    text = describe_ca(Config(ca_cert_file=cert_path, ca_key_file=key_path))
+    assert "name-constrained to the configured registries" in text
+    assert "WARNING: " in text and "not created by the appliance" in text
 
 
 def test_ca_show_warns_about_a_ca_near_expiry(tmp_path: Path) -> None:
