@@ -37,11 +37,11 @@ from appliance.cache.blobs import INDEX_FILE, BlobCache, CacheUsage
 from appliance.cache.blobstore import BlobKey, BlobStore, Kind
 from appliance.cache.eviction import Evictor, Leases
 from appliance.cache.filestore import FileBlobStore
-from appliance.cache.fill import FillProgress
+from appliance.cache.fill import BlobSource, FetchBlob, FillProgress
 from appliance.cache.index import CacheIndex
 from appliance.cache.index_records import RegistryUsage, RepositoryListing, TagRecord
 from appliance.cache.manifests import ManifestCache, StoredManifest
-from appliance.cache.readers import BlobReader, BlobSource, FetchBlob
+from appliance.cache.readers import BlobReader
 from appliance.cache.verify import VerifyReport, verify
 
 __all__ = [
