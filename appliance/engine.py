@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from aiohttp import web
 
-from appliance import __version__, metrics
+from appliance import __version__, metrics, oci
 from appliance.accesslog import AccessLog
 from appliance.cache import BlobCache, ManifestCache
 from appliance.cache.lock import CacheLock
@@ -33,11 +33,12 @@ from appliance.front.ca import CertificateAuthority
 from appliance.front.leaf_certs import LeafCertificates
 from appliance.front.server import ConnContext, ConnectRefused, FrontDoor, TunnelIO
 from appliance.front.setup_scripts import SetupKind, render_setup, valid_address
-from appliance.registry import oci, request_input
+from appliance.logsafe import shown
+from appliance.oci import Endpoint
+from appliance.registry import request_input
 from appliance.registry.api import NotRegistryApi, RegistryProxy
-from appliance.registry.oci import Endpoint
 from appliance.registry.pullahead import PullAhead
-from appliance.registry.request_input import BadRequest, shown
+from appliance.registry.request_input import BadRequest
 from appliance.registry.responses import error_response, ping_response
 from appliance.stats import Stats
 from appliance.tasks import OwnedTasks

@@ -11,9 +11,9 @@ import contextlib
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
+from appliance import oci
 from appliance.errors import ErrorCode, RegistryError, UpstreamError
 from appliance.events import CacheStatus, EventDraft
-from appliance.registry import oci
 from appliance.upstream.client import UpstreamResponse
 
 CHUNK = 256 * 1024
