@@ -31,6 +31,10 @@ Entries are keyed by (registry, kind, digest): one registry's blobs are never se
 and every repository of a registry shares the stored bytes; the ``refs`` table records which
 repositories referenced each digest, for purge by image and for pinning, and the ``links`` table
 which repositories the upstream vouched for each digest in (links.py), the only ones it is served in.
+
+It may import `config` and the root vocabulary (`oci`, `events`, `stats`) and basics (`errors`,
+`digests`, `tasks`, `memory`, `logsafe`); never `upstream` (a sibling: a fill gets its bytes through the
+``FetchBlob`` the registry layer hands in), `registry` or anything above them.
 """
 
 from appliance.cache.blobs import INDEX_FILE, BlobCache, CacheUsage
