@@ -72,7 +72,7 @@ class Engine:
     listen_addresses: list[tuple[str, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.leafs = LeafCertificates(self.ca)
+        self.leaf_certs = LeafCertificates(self.ca)
         self.upstream = UpstreamClient(self.config)
         self.blobs = BlobCache.on_disk(
             self.config.cache_dir,
@@ -139,7 +139,7 @@ class Engine:
             try:
                 await self.upstream.prepare(registry)
                 for name in names:
-                    await self.leafs.server_context_async(name)
+                    await self.leaf_certs.server_context_async(name)
             except (ApplianceError, ValueError, OSError) as exc:
                 # Whatever fails here fails again, and is reported, on the first request.
                 log.debug("warm-up for %s skipped: %s", registry.host, exc)
@@ -155,7 +155,7 @@ class Engine:
                 raise ConfigError(str(config.tls_cert_file), f"cannot use it for tls_listen: {exc}") from None
             return context
         host = config.tls_listen[0] if config.tls_listen else "localhost"
-        return self.leafs.sni_server_context("localhost" if host in ("", "*", "0.0.0.0", "::") else host)
+        return self.leaf_certs.sni_server_context("localhost" if host in ("", "*", "0.0.0.0", "::") else host)
 
     async def close(self) -> None:
         await self._background.cancel_all()
@@ -229,7 +229,7 @@ class Engine:
     async def intercept(self, host: str, port: int) -> ssl.SSLContext | None:
         if self.intercepted(host, port) is None:
             return None
-        return await self.leafs.server_context_async(host)
+        return await self.leaf_certs.server_context_async(host)
 
     async def serve_tunnel(self, host: str, port: int, io: TunnelIO) -> None:
         override = self._override(host, port)
