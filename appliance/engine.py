@@ -6,7 +6,6 @@ Nothing else creates long-lived objects; collaborators are passed in, never look
 from __future__ import annotations
 
 import asyncio
-import asyncio.sslproto
 import logging
 import ssl
 import time
@@ -31,7 +30,7 @@ from appliance.events import EventBus
 from appliance.front import mirror, tunnel, tunnel_policy
 from appliance.front.ca import CertificateAuthority
 from appliance.front.leaf_certs import LeafCertificates
-from appliance.front.server import ConnContext, ConnectRefused, FrontDoor, TunnelIO
+from appliance.front.server import ConnContext, FrontDoor, TunnelIO
 from appliance.front.setup_scripts import SetupKind, render_setup, valid_address
 from appliance.logsafe import shown
 from appliance.oci import Endpoint
@@ -393,6 +392,3 @@ class Engine:
 def _base_url(request: web.BaseRequest) -> str:
     host = request.headers.get("Host") or "localhost:3128"
     return f"http://{host}"
-
-
-__all__ = ["ConnectRefused", "Engine", "oci"]

@@ -21,7 +21,8 @@ from appliance.oci import Endpoint, Route
 from appliance.registry.health import UpstreamHealth
 from appliance.registry.request_input import forward_headers
 from appliance.registry.responses import CHUNK, FORWARD_HEADERS, relay_response
-from appliance.upstream.client import UpstreamClient, UpstreamResponse
+from appliance.upstream.client import UpstreamClient
+from appliance.upstream.response import UpstreamResponse
 
 
 class GatedUpstream:
