@@ -6,7 +6,6 @@ Nothing else creates long-lived objects; collaborators are passed in, never look
 from __future__ import annotations
 
 import asyncio
-import asyncio.sslproto
 import logging
 import ssl
 import time
@@ -14,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from aiohttp import web
 
-from appliance import __version__, metrics
+from appliance import __version__, metrics, oci
 from appliance.accesslog import AccessLog
 from appliance.cache import BlobCache, ManifestCache
 from appliance.cache.lock import CacheLock
@@ -32,13 +31,14 @@ from appliance.front import mirror, tunnel, tunnel_policy
 from appliance.front.ca import CertificateAuthority
 from appliance.front.intermediate import InterceptionCertificates, intercepted_names
 from appliance.front.leaf_certs import LeafCertificates
-from appliance.front.server import ConnContext, ConnectRefused, FrontDoor, TunnelIO
+from appliance.front.server import ConnContext, FrontDoor, TunnelIO
 from appliance.front.setup_scripts import SetupKind, render_setup, valid_address
-from appliance.registry import oci, request_input
+from appliance.logsafe import shown
+from appliance.oci import Endpoint
+from appliance.registry import request_input
 from appliance.registry.api import NotRegistryApi, RegistryProxy
-from appliance.registry.oci import Endpoint
 from appliance.registry.pullahead import PullAhead
-from appliance.registry.request_input import BadRequest, shown
+from appliance.registry.request_input import BadRequest
 from appliance.registry.responses import error_response, ping_response
 from appliance.stats import Stats
 from appliance.tasks import OwnedTasks
@@ -72,7 +72,7 @@ class Engine:
     listen_addresses: list[tuple[str, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.leafs = InterceptionCertificates(self.ca, intercepted_names(self.config))
+        self.leaf_certs = InterceptionCertificates(self.ca, intercepted_names(self.config))
         self.upstream = UpstreamClient(self.config)
         self.blobs = BlobCache.on_disk(
             self.config.cache_dir,
@@ -139,7 +139,7 @@ class Engine:
             try:
                 await self.upstream.prepare(registry)
                 for name in names:
-                    await self.leafs.server_context_async(name)
+                    await self.leaf_certs.server_context_async(name)
             except (ApplianceError, ValueError, OSError) as exc:
                 # Whatever fails here fails again, and is reported, on the first request.
                 log.debug("warm-up for %s skipped: %s", registry.host, exc)
@@ -198,7 +198,7 @@ class Engine:
     def apply(self, config: Config) -> None:
         """Swap in a new configuration without dropping connections (hot reload)."""
         self.config = config
-        self.leafs.reconfigure(intercepted_names(config))
+        self.leaf_certs.reconfigure(intercepted_names(config))
         self.upstream.reconfigure(config)
         self.door.reconfigure(config.timeouts, config.limits)
 
@@ -233,7 +233,7 @@ class Engine:
     async def intercept(self, host: str, port: int) -> ssl.SSLContext | None:
         if self.intercepted(host, port) is None:
             return None
-        return await self.leafs.server_context_async(host)
+        return await self.leaf_certs.server_context_async(host)
 
     async def serve_tunnel(self, host: str, port: int, io: TunnelIO) -> None:
         override = self._override(host, port)
@@ -397,6 +397,3 @@ class Engine:
 def _base_url(request: web.BaseRequest) -> str:
     host = request.headers.get("Host") or "localhost:3128"
     return f"http://{host}"
-
-
-__all__ = ["ConnectRefused", "Engine", "oci"]

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from appliance.registry.oci import Endpoint, Route
-from appliance.registry.request_input import shown
+from appliance.logsafe import shown
+from appliance.oci import Endpoint, Route
 
 
 class CacheStatus(StrEnum):

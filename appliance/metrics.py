@@ -172,6 +172,3 @@ def _storage(w: _Writer, storage: StorageReport | None) -> None:
         "Fills whose storage failed mid-way and whose readers got the blob passed through uncached.",
     )
     w.sample("appliance_cache_passthrough_fills_total", storage.passthrough_fills)
-
-
-__all__ = ["CONTENT_TYPE", "MetricsInput", "render"]

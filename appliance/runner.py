@@ -85,6 +85,3 @@ def run(config: Config, source: ConfigSource | None = None) -> int:
         log.error("cannot start: %s", exc)
         return 1
     return 0
-
-
-__all__ = ["TLS_READ_BUFFER", "run", "serve"]

@@ -122,6 +122,3 @@ def _totals(cells: Iterable[tuple[CacheStatus, Cell]]) -> Totals:
         elif status in FROM_UPSTREAM:
             from_upstream += cell.bytes
     return Totals(requests, by_status, from_cache, from_upstream)
-
-
-__all__ = ["FROM_CACHE", "FROM_UPSTREAM", "Health", "Stats", "Totals", "is_upstream_error"]

@@ -31,17 +31,21 @@ Entries are keyed by (registry, kind, digest): one registry's blobs are never se
 and every repository of a registry shares the stored bytes; the ``refs`` table records which
 repositories referenced each digest, for purge by image and for pinning, and the ``links`` table
 which repositories the upstream vouched for each digest in (links.py), the only ones it is served in.
+
+It may import `config` and the root vocabulary (`oci`, `events`, `stats`) and basics (`errors`,
+`digests`, `tasks`, `memory`, `logsafe`); never `upstream` (a sibling: a fill gets its bytes through the
+``FetchBlob`` the registry layer hands in), `registry` or anything above them.
 """
 
 from appliance.cache.blobs import INDEX_FILE, BlobCache, CacheUsage
 from appliance.cache.blobstore import BlobKey, BlobStore, Kind
 from appliance.cache.eviction import Evictor, Leases
 from appliance.cache.filestore import FileBlobStore
-from appliance.cache.fill import FillProgress
+from appliance.cache.fill import BlobSource, FetchBlob, FillProgress
 from appliance.cache.index import CacheIndex
 from appliance.cache.index_records import RegistryUsage, RepositoryListing, TagRecord
 from appliance.cache.manifests import ManifestCache, StoredManifest
-from appliance.cache.readers import BlobReader, BlobSource, FetchBlob
+from appliance.cache.readers import BlobReader
 from appliance.cache.verify import VerifyReport, verify
 
 __all__ = [

@@ -14,11 +14,11 @@ from pathlib import Path
 from appliance.cache.blobstore import BlobKey, BlobStore, Kind
 from appliance.cache.eviction import Evictor, Leases
 from appliance.cache.filestore import FileBlobStore
-from appliance.cache.fill import Fill, FillMode, FillProgress
+from appliance.cache.fill import FetchBlob, Fill, FillMode, FillProgress
 from appliance.cache.fills import FillManager
 from appliance.cache.index import CacheIndex
 from appliance.cache.index_records import Entry, EntryState, RegistryUsage, RepositoryListing
-from appliance.cache.readers import BlobReader, BypassReader, FetchBlob, FollowReader, HitReader
+from appliance.cache.readers import BlobReader, BypassReader, FollowReader, HitReader
 from appliance.cache.storage_health import StorageHealth, StorageReport
 from appliance.cache.verify import VerifyReport, verify
 from appliance.events import CacheStatus

@@ -2,7 +2,8 @@
 
 Readers follow a fill as it grows, each at its own pace: from the last chunks held in memory when
 they keep up, from the temp object when they lag, woken by an ``asyncio.Event`` replaced on every
-change.  ``fills`` starts and runs fills; ``readers`` reads them.
+change.  ``fills`` starts and runs fills; ``readers`` reads them.  ``BlobSource`` is what the upstream
+fetch hands a fill.
 
 A fill whose storage fails (the disk filled up) goes on as a pass-through: the bytes already
 written stay readable through the open temp file, and from then on every chunk is held in memory
@@ -15,15 +16,27 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 
 from appliance.cache.blobstore import BlobKey, TempBlob
-from appliance.cache.readers import BlobSource
 from appliance.errors import ApplianceError, UpstreamError
 
 # Bytes a pass-through fill holds beyond its slowest reader before it waits for that reader.
 PASSTHROUGH_HELD = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class BlobSource:
+    """What an upstream fetch hands to a fill."""
+
+    size: int | None  # Content-Length if known
+    chunks: AsyncIterator[bytes]
+    close: Callable[[], Awaitable[None]]  # release the upstream response
+
+
+FetchBlob = Callable[[], Awaitable[BlobSource]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,9 +25,8 @@ from collections.abc import Callable
 
 from appliance.cache.blobstore import BlobKey, BlobStore, TempBlob
 from appliance.cache.eviction import Evictor, Leases
-from appliance.cache.fill import PASSTHROUGH_HELD, Fill, FillMode, FillProgress
+from appliance.cache.fill import PASSTHROUGH_HELD, BlobSource, FetchBlob, Fill, FillMode, FillProgress
 from appliance.cache.index import CacheIndex
-from appliance.cache.readers import BlobSource, FetchBlob
 from appliance.cache.storage_health import StorageHealth, is_no_space
 from appliance.digests import DigestHasher
 from appliance.errors import ApplianceError, IntegrityError, UpstreamError

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from appliance.registry import oci
+from appliance import oci
 
 _IMAGE = (oci.OCI_MANIFEST, oci.DOCKER_MANIFEST_V2)
 _INDEX = (oci.OCI_INDEX, oci.DOCKER_MANIFEST_LIST)

@@ -4,30 +4,14 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from appliance.cache.blobstore import READ_CHUNK, ObjectReader
+from appliance.cache.fill import BlobSource, Fill
 from appliance.digests import Digest
 from appliance.errors import IntegrityError, UpstreamError
 from appliance.events import CacheStatus
-
-if TYPE_CHECKING:
-    from appliance.cache.fill import Fill
-
-
-@dataclass(frozen=True, slots=True)
-class BlobSource:
-    """What an upstream fetch hands to a fill."""
-
-    size: int | None  # Content-Length if known
-    chunks: AsyncIterator[bytes]
-    close: Callable[[], Awaitable[None]]  # release the upstream response
-
-
-FetchBlob = Callable[[], Awaitable[BlobSource]]
 
 
 class BlobReader(abc.ABC):

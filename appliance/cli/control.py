@@ -199,6 +199,3 @@ def register(subparsers: Any) -> None:
     )
     verify.add_argument("--repair", action="store_true")
     _cache_dir_flag(verify)
-
-
-__all__ = ["register"]

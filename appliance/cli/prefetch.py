@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from appliance import oci
 from appliance.config.model import Config
 from appliance.errors import ConfigError, UpstreamError
-from appliance.registry import oci
 from appliance.registry.references import ImageRef
 
 _INDEX_TYPES = (oci.OCI_INDEX, oci.DOCKER_MANIFEST_LIST)

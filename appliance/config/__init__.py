@@ -1,5 +1,5 @@
-"""The configuration: the immutable model and its value types, loading and validation, units,
-upstream credentials, the TOML file (reading, key table, rendering and in-place edits) and the seed's
-environment variables (import, auth, export).  It may import only the root `errors` module: everything
-else depends on it, it depends on nothing of the engine.
+"""The configuration: the immutable model and its value types, loading and validation, units, upstream
+credentials, the TOML file (reading, key table, rendering and in-place edits) and the seed's environment
+variables (import, auth, export).  It may import only the root basics (`errors`, `digests`, `tasks`,
+`memory`, `logsafe`): everything else depends on it, it depends on nothing of the engine.
 """

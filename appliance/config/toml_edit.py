@@ -265,14 +265,3 @@ def _find_credential(aot: AoT, scope: str) -> int | None:
             except ConfigError:
                 continue
     return None
-
-
-__all__ = [
-    "add_registry",
-    "holds_secret",
-    "remove_credential",
-    "remove_registry",
-    "set_credential",
-    "update_registry",
-    "write_document",
-]

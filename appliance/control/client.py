@@ -212,6 +212,3 @@ def run_sync(
             return await call(client)
 
     return asyncio.run(main())
-
-
-__all__ = ["ControlClient", "ControlError", "EngineUnavailable", "EventStream", "run_sync"]

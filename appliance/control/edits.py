@@ -169,6 +169,3 @@ class ConfigEdits:
         return await self._edit(
             f"credential for {scope} removed", lambda path: config_file.remove_credential(path, scope, env)
         )
-
-
-__all__ = ["ConfigEdits", "ConfigSource"]

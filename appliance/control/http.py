@@ -65,6 +65,3 @@ async def error_middleware(
         return _error(p.ErrorBody(p.ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc.strerror or exc}"))
     except ApplianceError as exc:
         return _error(p.ErrorBody(p.ErrorCode.INTERNAL, str(exc)))
-
-
-__all__ = ["Refused", "error_middleware", "json_response", "read_body"]

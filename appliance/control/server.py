@@ -176,6 +176,3 @@ class ControlServer:
         wanted = p.VerifyRequest.from_json(await read_body(request))
         report = await self.engine.blobs.verify(repair=wanted.repair)
         return json_response(control_views.verify_result(report))
-
-
-__all__ = ["ControlServer"]

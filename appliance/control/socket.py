@@ -82,6 +82,3 @@ def bind_control_socket(path: Path, group: str | None = None) -> socket.socket:
     sock.listen(64)
     sock.setblocking(False)
     return sock
-
-
-__all__ = ["ControlSocketError", "bind_control_socket"]

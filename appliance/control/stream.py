@@ -119,6 +119,3 @@ async def _until_closed(ws: web.WebSocketResponse) -> None:
     async for message in ws:
         if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.ERROR):
             return
-
-
-__all__ = ["COALESCE_SECONDS", "JSON_CACHE_SIZE", "MAX_EVENTS_PER_FRAME", "EventStream"]

@@ -276,18 +276,3 @@ def verify_result(report: VerifyReport) -> p.VerifyResult:
         strays=report.strays,
         loose=report.loose,
     )
-
-
-__all__ = [
-    "cache_disk",
-    "config_view",
-    "env_view",
-    "event_record",
-    "images",
-    "inflight",
-    "masked",
-    "rate_limit",
-    "stats",
-    "status",
-    "verify_result",
-]

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlencode
 
+from appliance import oci
 from appliance.config.model import DOCKER_HUB_HOST, Config, RegistryConfig, normalize_host
 from appliance.errors import ErrorCode, RegistryError
-from appliance.registry import oci
 
 DOCKER_HUB_NAME = "docker.io"
 _PORT_SUFFIX = re.compile(r"^(?P<host>.+)_(?P<port>\d{1,5})$")

@@ -39,7 +39,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from appliance import memory
 from appliance.config.model import Limits, Timeouts
-from appliance.registry.request_input import shown
+from appliance.logsafe import shown
 from appliance.tasks import OwnedTasks
 
 log = logging.getLogger("appliance.server")

@@ -75,6 +75,8 @@ class _Invalid(Exception):
 
 
 Decoder = typing.Callable[[object], Any]
+# A memo of a pure function of the type, not engine state: every engine and client in a process may
+# share it (tests/test_no_singletons.py lists it).
 _DECODERS: dict[Any, Decoder] = {}
 
 

@@ -17,18 +17,20 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from appliance import oci
 from appliance.cache import BlobCache, ManifestCache
 from appliance.config.model import Config, RegistryConfig
 from appliance.errors import ErrorCode, RegistryError, UpstreamError
 from appliance.events import CacheStatus, EventBus, EventDraft, RequestKind
-from appliance.registry import oci, request_input
+from appliance.logsafe import shown
+from appliance.oci import Endpoint, Route
+from appliance.registry import request_input
 from appliance.registry.blobs import BlobService
 from appliance.registry.gate import GatedUpstream
 from appliance.registry.health import UpstreamHealth
 from appliance.registry.manifests import ManifestService
-from appliance.registry.oci import Endpoint, Route
 from appliance.registry.pullahead import PullAhead
-from appliance.registry.request_input import BadRequest, shown
+from appliance.registry.request_input import BadRequest
 from appliance.registry.responses import UpstreamAnswer, error_response, ping_response, relay_response
 from appliance.registry.tags import TagListService
 from appliance.upstream import challenges as auth
@@ -131,7 +133,7 @@ class RegistryProxy:
         request_input.check_headers(request.headers)
         clean = request_input.clean_path(path)
         if clean is None:
-            raise BadRequest(ErrorCode.NAME_INVALID, f"not a plain path: {request_input.shown(path)!r}")
+            raise BadRequest(ErrorCode.NAME_INVALID, f"not a plain path: {shown(path)!r}")
         draft = EventDraft(
             client=client,
             registry=registry.host,

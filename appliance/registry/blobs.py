@@ -19,9 +19,9 @@ from appliance.cache import BlobCache, BlobReader, BlobSource, FetchBlob
 from appliance.config.model import Config, RegistryConfig
 from appliance.errors import IntegrityError, UpstreamError
 from appliance.events import CacheStatus, EventDraft
+from appliance.oci import Route
 from appliance.registry.gate import GatedUpstream
 from appliance.registry.links import confirm_upstream
-from appliance.registry.oci import Route
 from appliance.registry.pullahead import PullAhead
 from appliance.registry.responses import CHUNK, PreparedFileResponse, answer_error
 from appliance.registry.streaming import (

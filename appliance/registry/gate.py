@@ -17,11 +17,12 @@ from aiohttp import web
 from appliance.config.model import RegistryConfig
 from appliance.errors import UpstreamError, UpstreamUnreachable
 from appliance.events import CacheStatus, EventDraft
+from appliance.oci import Endpoint, Route
 from appliance.registry.health import UpstreamHealth
-from appliance.registry.oci import Endpoint, Route
 from appliance.registry.request_input import forward_headers
 from appliance.registry.responses import CHUNK, FORWARD_HEADERS, relay_response
-from appliance.upstream.client import UpstreamClient, UpstreamResponse
+from appliance.upstream.client import UpstreamClient
+from appliance.upstream.response import UpstreamResponse
 
 
 class GatedUpstream:

@@ -9,11 +9,11 @@ upstream serves nothing that is not linked.
 
 from __future__ import annotations
 
+from appliance import oci
 from appliance.cache import CacheIndex
 from appliance.config.model import RegistryConfig
 from appliance.errors import IntegrityError
 from appliance.events import EventDraft
-from appliance.registry import oci
 from appliance.registry.gate import GatedUpstream
 from appliance.registry.responses import answer_error
 

@@ -13,15 +13,16 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from appliance import oci
 from appliance.cache import ManifestCache, StoredManifest
 from appliance.config.model import Config, RegistryConfig
 from appliance.digests import Algorithm, digest_of, parse_digest
 from appliance.errors import IntegrityError, UpstreamError
 from appliance.events import CacheStatus, EventDraft
-from appliance.registry import oci, request_input
+from appliance.oci import Route
+from appliance.registry import request_input
 from appliance.registry.gate import GatedUpstream
 from appliance.registry.links import confirm_upstream
-from appliance.registry.oci import Route
 from appliance.registry.pullahead import PullAhead
 from appliance.registry.responses import answer_error, manifest_response, relay_head
 

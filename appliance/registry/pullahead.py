@@ -22,10 +22,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from appliance import oci
 from appliance.cache import BlobCache, FetchBlob
 from appliance.errors import ApplianceError
 from appliance.events import CacheStatus, Event, EventBus, RequestKind
-from appliance.registry import oci
 from appliance.tasks import OwnedTasks
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from appliance.config.model import DOCKER_HUB_ALIASES
 from appliance.errors import ConfigError
-from appliance.registry.oci import is_tag
+from appliance.oci import is_tag
 
 DOCKER_HUB = "docker.io"
 

@@ -19,10 +19,11 @@ from urllib.parse import quote, urlencode
 
 from multidict import MultiMapping
 
+from appliance import oci
 from appliance.digests import parse_digest
 from appliance.errors import ErrorCode, RegistryError
-from appliance.registry import oci
-from appliance.registry.oci import Endpoint, Route
+from appliance.logsafe import shown
+from appliance.oci import Endpoint, Route
 
 # Longest request path the appliance acts on; aiohttp already caps the request line at 8 KiB.
 MAX_PATH = 4096
@@ -61,23 +62,6 @@ class ApiRequest:
 
     route: Route
     upstream_path_qs: str
-
-
-def shown(text: str, limit: int = 200) -> str:
-    """``text`` as one log-safe line: control and other non-printable characters escaped."""
-    cut = text if len(text) <= limit else text[:limit] + "..."
-    if cut.isprintable() and "\\" not in cut:
-        return cut
-    out = []
-    for char in cut:
-        if char == "\\":
-            out.append("\\\\")
-        elif char.isprintable():
-            out.append(char)
-        else:
-            code = ord(char)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-    return "".join(out)
 
 
 def api_request(path: str, query: Iterable[tuple[str, str]]) -> ApiRequest | None:

@@ -11,10 +11,10 @@ import contextlib
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
+from appliance import oci
 from appliance.errors import ErrorCode, RegistryError, UpstreamError
 from appliance.events import CacheStatus, EventDraft
-from appliance.registry import oci
-from appliance.upstream.client import UpstreamResponse
+from appliance.upstream.response import UpstreamResponse
 
 CHUNK = 256 * 1024
 PASSTHROUGH_BODY_LIMIT = 64 * 1024

@@ -14,9 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
+from appliance import oci
 from appliance.errors import ErrorCode
-from appliance.registry import oci
-from appliance.registry.request_input import BadRequest, query_string, shown
+from appliance.logsafe import shown
+from appliance.registry.request_input import BadRequest, query_string
 
 # More than any registry lists in one page (distribution caps n at 1000 by default).
 MAX_N = 100_000

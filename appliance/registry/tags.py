@@ -14,9 +14,9 @@ from aiohttp import web
 from appliance.config.model import RegistryConfig
 from appliance.errors import UpstreamError
 from appliance.events import CacheStatus, EventDraft
+from appliance.oci import API_VERSION_HEADER, Route
 from appliance.registry import tag_pages
 from appliance.registry.gate import GatedUpstream
-from appliance.registry.oci import API_VERSION_HEADER, Route
 from appliance.registry.responses import answer_error
 
 # A tag list is read whole to sort and cut it: Docker Hub's biggest repositories list ~10k tags.

@@ -40,7 +40,6 @@ from appliance.upstream.tokens import UpstreamAuth
 from appliance.upstream.transport import UpstreamTransport, forwardable
 
 # UpstreamResponse is what ``request`` returns: callers take both names from here.
-__all__ = ["UpstreamClient", "UpstreamResponse"]
 
 
 class UpstreamClient:

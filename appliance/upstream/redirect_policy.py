@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from yarl import URL
 
 from appliance.config.model import Config, RegistryConfig, Scheme, TunnelMode, TunnelPolicy, split_host_port
-from appliance.front.tunnel_policy import AddressClass, classify_address, list_matches, parse_address
+from appliance.upstream.addresses import AddressClass, classify_address, list_matches, parse_address
 
 _ALLOWED: dict[bool, frozenset[AddressClass]] = {
     False: frozenset({AddressClass.PUBLIC, AddressClass.PRIVATE}),

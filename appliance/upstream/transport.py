@@ -27,7 +27,7 @@ from yarl import URL
 
 from appliance.config.model import Config, RegistryConfig, Timeouts
 from appliance.errors import UpstreamError, UpstreamRefused, UpstreamUnreachable
-from appliance.front.tunnel_policy import resolve_system
+from appliance.upstream.addresses import resolve_system
 from appliance.upstream.failures import collect_secrets, describe_failure, scrub
 from appliance.upstream.ratelimit import RateLimitTracker
 from appliance.upstream.redirect_policy import RedirectPolicy, RedirectRefused

@@ -6,9 +6,9 @@ import json
 import sqlite3
 from pathlib import Path
 
+from appliance import oci
 from appliance.cache import ManifestCache
 from appliance.cache.links import referenced_digests
-from appliance.registry import oci
 from tests.cache.conftest import CacheFactory
 from tests.cache.helpers import REG, REPO, Upstream, payload, sha256
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.registry import oci
+from appliance import oci
 from tests.fixtures.appliance import Appliance, UpstreamSpec
 from tests.fixtures.clients import curl, skopeo_copy
 from tests.fixtures.images import ImageInfo, ImagePusher

@@ -80,13 +80,13 @@ async def test_intercepted_connect_serves_requests_inside_tls_with_a_leaf_for_th
 async def test_leaves_for_every_served_host_are_minted_at_start_and_reused(engine: Engine) -> None:
     await engine.settled()
     served = ("registry-1.docker.io", "auth.docker.io", "registry.test", "lab.test")
-    assert all(engine.leafs.certificate(host) is not None for host in served)
-    minted = engine.leafs.minted
+    assert all(engine.leaf_certs.certificate(host) is not None for host in served)
+    minted = engine.leaf_certs.minted
     assert minted == len(served)
     await _tls_through_connect(engine, "registry.test")
     await _tls_through_connect(engine, "registry.test")
     await _tls_through_connect(engine, "lab.test", 5000)
-    assert engine.leafs.minted == minted  # no handshake waited for a mint
+    assert engine.leaf_certs.minted == minted  # no handshake waited for a mint
 
 
 async def test_docker_hub_auth_host_is_intercepted_too(engine: Engine) -> None:

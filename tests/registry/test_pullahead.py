@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from appliance import oci
 from appliance.cache import BlobCache, FetchBlob
 from appliance.errors import UpstreamError
 from appliance.events import CacheStatus, Event, EventBus, RequestKind
-from appliance.registry import oci, pullahead
+from appliance.registry import pullahead
 from appliance.registry.pullahead import Blob, PullAhead, blobs_of
 from tests.cache.helpers import REG, REPO, Upstream, payload, read_all, sha256
 

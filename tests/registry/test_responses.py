@@ -13,7 +13,7 @@ from aiohttp import web
 
 from appliance.errors import ErrorCode, RegistryError
 from appliance.events import EventDraft
-from appliance.registry.oci import parse_route
+from appliance.oci import parse_route
 from appliance.registry.responses import UpstreamAnswer, error_response, manifest_response, ping_response
 from tests.fixtures.counting_upstream import CountingUpstream
 from tests.fixtures.registry_proxy import ProxyUnderTest

@@ -17,7 +17,8 @@ from yarl import URL
 
 from appliance.config.model import RegistryConfig, ResolveOverride, Scheme, TunnelMode, TunnelPolicy
 from appliance.errors import UpstreamRefused
-from appliance.front.tunnel_policy import AddressClass, check_addresses, classify_address
+from appliance.front.tunnel_policy import check_addresses
+from appliance.upstream.addresses import AddressClass, classify_address
 from appliance.upstream.client import UpstreamClient
 from appliance.upstream.redirect_policy import RedirectPolicy, RedirectRefused
 from appliance.upstream.resolver import OverrideResolver

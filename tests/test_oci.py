@@ -1,7 +1,7 @@
 """Pure OCI helpers: routing, Accept classes, media types."""
 
-from appliance.registry import oci
-from appliance.registry.oci import Endpoint
+from appliance import oci
+from appliance.oci import Endpoint
 
 DIGEST = "sha256:" + "a" * 64
 
