@@ -1,4 +1,5 @@
-"""The front door against a real in-process engine: interception, refusals, hostile input."""
+"""The front door and the router against a real in-process engine: interception, routing, refusals,
+hostile input."""
 
 from __future__ import annotations
 
@@ -66,6 +67,30 @@ async def _tls_through_connect(engine: Engine, host: str, port: int = 443) -> tu
     peer = writer.get_extra_info("peercert")
     writer.close()
     return reply, json.dumps(peer)
+
+
+async def _open_tunnel(engine: Engine, host: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """CONNECT to ``host``:443 and a TLS session inside it that trusts only the appliance CA."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", _port(engine))
+    writer.write(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
+    await writer.drain()
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    context = ssl.create_default_context(cafile=str(engine.config.ca_cert_path))
+    await writer.start_tls(context, server_hostname=host)
+    return reader, writer
+
+
+async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, path: str) -> bytes:
+    """One keep-alive GET on an open connection; the whole response (head and body)."""
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return head + await asyncio.wait_for(reader.readexactly(length), 5)
 
 
 async def test_intercepted_connect_serves_requests_inside_tls_with_a_leaf_for_that_host(
@@ -171,3 +196,19 @@ async def test_tls_handshake_that_never_finishes_is_dropped(engine: Engine) -> N
     assert health.startswith(b"HTTP/1.1 200")
     assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
+
+
+async def test_a_request_in_an_open_tunnel_after_a_reload_removed_its_registry_gets_404_name_unknown(
+    engine: Engine,
+) -> None:
+    reader, writer = await _open_tunnel(engine, "registry.test")
+    try:
+        before = await _request(reader, writer, "registry.test", "/v1/_ping")
+        assert before.startswith(b"HTTP/1.1 405"), before[:200]
+        kept = tuple(r for r in engine.config.registries if r.host != "registry.test")
+        assert engine.reload(replace(engine.config, registries=kept)) == ()
+        after = await _request(reader, writer, "registry.test", "/v1/_ping")
+        assert after.startswith(b"HTTP/1.1 404"), after[:200]
+        assert b"NAME_UNKNOWN" in after and b"registry.test is no longer served" in after
+    finally:
+        writer.close()
