@@ -4,7 +4,9 @@ Every HTTP request the front door parses - plain, or decrypted inside an interce
 to ``Router.handle``.  Inside a tunnel it goes to the registry API of the registry the CONNECT named
 (or, for one of its token realm hosts, to the token relay); an absolute ``http://`` URI is
 forwarded to a configured plain-HTTP registry; otherwise the path decides: ``/`` and ``/healthz``,
-``/metrics``, ``/ca.crt``, ``/setup/...``, or mirror mode under ``/v2/``.
+``/metrics``, ``/ca.crt``, ``/setup/...``, or mirror mode under ``/v2/``.  For a registry request
+the router resolves the registry once, against the config of the moment, into a
+``RequestContext`` that the registry layer serves from.
 
 The intercept decision (``intercepted``, ``intercept``) is here, not with the tunnel code: which
 CONNECT authorities get our TLS is the same question as which registry serves the requests inside
@@ -22,6 +24,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from aiohttp import web
 
@@ -39,6 +42,7 @@ from appliance.registry import oci, request_input
 from appliance.registry.api import NotRegistryApi, RegistryProxy
 from appliance.registry.oci import Endpoint
 from appliance.registry.pullahead import PullAhead
+from appliance.registry.request_context import Authority, ClientAddress, Mode, RequestContext
 from appliance.registry.request_input import BadRequest, shown
 from appliance.registry.responses import error_response, ping_response
 from appliance.stats import Stats
@@ -46,6 +50,13 @@ from appliance.upstream import challenges as auth
 from appliance.upstream.client import UpstreamClient
 
 log = logging.getLogger("appliance.engine")
+
+
+class Interception(NamedTuple):
+    """A CONNECT authority the appliance terminates, and the registry its requests are served for."""
+
+    registry: RegistryConfig
+    realm: bool  # a token realm host of ``registry`` (its own default settings), not a registry host
 
 
 @dataclass
@@ -65,15 +76,15 @@ class Router:
 
     # -- the intercept decision ------------------------------------------------------------------
 
-    def intercepted(self, host: str, port: int) -> RegistryConfig | None:
-        name = host if port == 443 else f"{host}:{port}"
+    def intercepted(self, host: str, port: int) -> Interception | None:
+        name = str(Authority(host, port))
         config = self.config()
         registry = config.registry_for(name)
         if registry is not None:
-            return registry
+            return Interception(registry, realm=False)
         for candidate in config.registries:
             if normalize_host(name) in (normalize_host(h) for h in candidate.auth_hosts):
-                return RegistryConfig(host=name)
+                return Interception(RegistryConfig(host=name), realm=True)
         return None
 
     async def intercept(self, host: str, port: int) -> ssl.SSLContext | None:
@@ -118,17 +129,17 @@ class Router:
             return error_response(exc)
 
     async def _handle(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
-        target = context.target
-        if target is not None:
-            host, _, port = target.partition(":")
-            registry = self.intercepted(host, int(port) if port else 443)
-            if registry is None:  # removed by a hot reload while the tunnel was open
-                raise RegistryError(404, ErrorCode.NAME_UNKNOWN, f"{target} is no longer served")
-            if self.config().registry_for(target) is not None:
-                return await self._registry_host(request, registry, request.path, context)
-            return await self._realm_host(request, registry, target, context)
+        if context.target_host is not None:
+            authority = Authority(context.target_host, context.target_port or 443)
+            served = self.intercepted(authority.host, authority.port)
+            if served is None:  # removed by a hot reload while the tunnel was open
+                raise RegistryError(404, ErrorCode.NAME_UNKNOWN, f"{authority} is no longer served")
+            tunnelled = self._context(request, Mode.TUNNEL, served.registry, authority)
+            if not served.realm:
+                return await self._registry_host(request, tunnelled, request.path)
+            return await self._realm_host(request, tunnelled)
         if request.url.is_absolute() and request.url.scheme == "http" and request.raw_path.startswith("http"):
-            return await self._forward_plain_http(request, context)
+            return await self._forward_plain_http(request)
         path = request.path
         if path == "/" or path == "/healthz":
             return self._health(request)
@@ -147,8 +158,17 @@ class Router:
             document = render_setup(SetupKind(setup), address, self.config().registries)
             return web.Response(text=document.text, content_type=document.content_type)
         if path == "/v2" or path.startswith("/v2/"):
-            return await self._mirror(request, context)
+            return await self._mirror(request)
         raise RegistryError(404, ErrorCode.NAME_UNKNOWN, f"nothing is served at {path}")
+
+    @staticmethod
+    def _context(
+        request: web.BaseRequest, mode: Mode, registry: RegistryConfig, authority: Authority | None = None
+    ) -> RequestContext:
+        # The socket ConnContext.client names, read while the request is being routed (still open).
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        client = ClientAddress.from_peer(peer)
+        return RequestContext(client=client, mode=mode, registry=registry, authority=authority)
 
     def _health(self, request: web.BaseRequest) -> web.Response:
         body = {
@@ -177,7 +197,7 @@ class Router:
         )
         return web.Response(text=metrics.render(data), headers={"Content-Type": metrics.CONTENT_TYPE})
 
-    async def _forward_plain_http(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
+    async def _forward_plain_http(self, request: web.BaseRequest) -> web.StreamResponse:
         host = request.url.host or ""
         name = host if request.url.port in (None, 80) else f"{host}:{request.url.port}"
         registry = self.config().registry_for(name)
@@ -187,10 +207,11 @@ class Router:
                 ErrorCode.DENIED,
                 f"plain-HTTP forwarding is only for configured http registries, not {name}",
             )
-        return await self._registry_host(request, registry, request.url.path, context)
+        forwarded = self._context(request, Mode.FORWARD, registry)
+        return await self._registry_host(request, forwarded, request.url.path)
 
     async def _registry_host(
-        self, request: web.BaseRequest, registry: RegistryConfig, path: str, context: ConnContext
+        self, request: web.BaseRequest, context: RequestContext, path: str
     ) -> web.StreamResponse:
         """A request to a registry's own host (a tunnel, or plain-HTTP forwarding).
 
@@ -202,13 +223,10 @@ class Router:
         if oci.parse_route(path).endpoint is Endpoint.OTHER and request_input.is_token_request(
             request.method, path, query
         ):
-            client = context.client
-            return await self.proxy.relay_token(request, registry, path, query, client, authorization=None)
-        return await self.proxy.handle(request, registry, path, context.client, query=query)
+            return await self.proxy.relay_token(request, context, path, query, authorization=None)
+        return await self.proxy.handle(request, context, path, query=query)
 
-    async def _realm_host(
-        self, request: web.BaseRequest, registry: RegistryConfig, target: str, context: ConnContext
-    ) -> web.StreamResponse:
+    async def _realm_host(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
         """A request inside a tunnel to a token realm host (a registry's ``auth_hosts``).
 
         A token request gets the seed-style Basic credential for the repository in its scope; any
@@ -217,17 +235,15 @@ class Router:
         path, query = request.path, tuple(request.rel_url.query.items())
         injected = None
         if request_input.is_token_request(request.method, path, query):
-            injected = self._realm_authorization(target, request)
-        return await self.proxy.relay_token(
-            request, registry, path, query, context.client, authorization=injected
-        )
+            injected = self._realm_authorization(str(context.authority), request)
+        return await self.proxy.relay_token(request, context, path, query, authorization=injected)
 
-    async def _mirror(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
+    async def _mirror(self, request: web.BaseRequest) -> web.StreamResponse:
         if mirror.is_bare_ping(request.path, request.rel_url.query):
             return ping_response()
         target = mirror.route(self.config(), request.path, request.rel_url.query)
-        client = context.client
-        return await self.proxy.handle(request, target.registry, target.path, client, query=target.query)
+        mirrored = self._context(request, Mode.MIRROR, target.registry)
+        return await self.proxy.handle(request, mirrored, target.path, query=target.query)
 
 
 def _base_url(request: web.BaseRequest) -> str:

@@ -14,6 +14,7 @@ import pytest
 
 from appliance.config.model import Config, RegistryConfig, Timeouts, docker_hub
 from appliance.engine import Engine
+from appliance.events import Event
 from appliance.front.ca import CertificateAuthority
 
 
@@ -212,3 +213,21 @@ async def test_a_request_in_an_open_tunnel_after_a_reload_removed_its_registry_g
         assert b"NAME_UNKNOWN" in after and b"registry.test is no longer served" in after
     finally:
         writer.close()
+
+
+async def test_a_tunnelled_request_is_recorded_for_the_client_socket_and_the_registry_its_connect_named(
+    engine: Engine,
+) -> None:
+    seen: list[Event] = []
+    engine.events.add_listener(seen.append)
+    # docker.io is an alias: the request is Docker Hub's, under the registry's configured name.
+    reader, writer = await _open_tunnel(engine, "docker.io")
+    try:
+        reply = await _request(reader, writer, "docker.io", "/v1/_ping")
+        client_port = writer.get_extra_info("sockname")[1]
+    finally:
+        writer.close()
+    assert reply.startswith(b"HTTP/1.1 405"), reply[:200]
+    assert [(e.client, e.registry, e.http_status) for e in seen] == [
+        (f"127.0.0.1:{client_port}", "registry-1.docker.io", 405)
+    ]
