@@ -231,3 +231,38 @@ async def test_a_tunnelled_request_is_recorded_for_the_client_socket_and_the_reg
     assert [(e.client, e.registry, e.http_status) for e in seen] == [
         (f"127.0.0.1:{client_port}", "registry-1.docker.io", 405)
     ]
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status", "says"),
+    [
+        (b"GET /setup/windows HTTP/1.1\r\nHost: proxy.lan:3128", b"404", b"no setup for windows: try "),
+        (b"GET /setup/systemd HTTP/1.1\r\nHost: proxy lan", b"400", b"not a HOST:PORT address"),
+        (b"GET /admin HTTP/1.1\r\nHost: x", b"404", b"nothing is served at /admin"),
+        (b"GET http://registry.test/v2/ HTTP/1.1\r\nHost: registry.test", b"403", b"not registry.test"),
+    ],
+)
+async def test_requests_the_router_does_not_serve_get_an_oci_error_naming_why(
+    engine: Engine, request_head: bytes, status: bytes, says: bytes
+) -> None:
+    reply = await _exchange(engine, request_head + b"\r\nConnection: close\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 " + status), reply[:200]
+    assert b'"errors"' in reply and says in reply, reply
+
+
+async def _fetch(engine: Engine, path: str) -> bytes:
+    """GET ``path`` on the listen port with ``Connection: close``; the whole reply, up to EOF."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", _port(engine))
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    try:
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+
+
+async def test_metrics_and_the_bare_mirror_ping_are_answered_on_the_listen_port(engine: Engine) -> None:
+    metrics = await _fetch(engine, "/metrics")
+    assert metrics.startswith(b"HTTP/1.1 200") and b"\nappliance_events_subscribers 0\n" in metrics, metrics
+    ping = await _fetch(engine, "/v2/")
+    assert ping.startswith(b"HTTP/1.1 200"), ping
+    assert b"docker-distribution-api-version: registry/2.0" in ping.lower()
