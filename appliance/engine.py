@@ -81,7 +81,7 @@ class Engine:
         self.router = Router(
             config=lambda: self.config,
             proxy=self.proxy,
-            leafs=self.leafs,
+            leaf_certs=self.leafs,
             ca=self.ca,
             pull_ahead=self.pull_ahead,
             stats=self.stats,

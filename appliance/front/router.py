@@ -65,7 +65,7 @@ class Router:
 
     config: Callable[[], Config]
     proxy: RegistryProxy
-    leafs: LeafCertificates
+    leaf_certs: LeafCertificates
     ca: CertificateAuthority
     pull_ahead: PullAhead
     stats: Stats
@@ -90,7 +90,7 @@ class Router:
     async def intercept(self, host: str, port: int) -> ssl.SSLContext | None:
         if self.intercepted(host, port) is None:
             return None
-        return await self.leafs.server_context_async(host)
+        return await self.leaf_certs.server_context_async(host)
 
     # -- routing ---------------------------------------------------------------------------------
 
