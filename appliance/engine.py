@@ -11,40 +11,24 @@ import ssl
 import time
 from dataclasses import dataclass, field, replace
 
-from aiohttp import web
-
-from appliance import __version__, metrics, oci
 from appliance.accesslog import AccessLog
 from appliance.cache import BlobCache, ManifestCache
 from appliance.cache.lock import CacheLock
-from appliance.config.model import (
-    Config,
-    RegistryConfig,
-    ResolveOverride,
-    Scheme,
-    normalize_host,
-    split_host_port,
-)
-from appliance.errors import ApplianceError, ConfigError, ErrorCode, RegistryError, UpstreamError
+from appliance.config.model import Config, split_host_port
+from appliance.errors import ApplianceError, ConfigError
 from appliance.events import EventBus
-from appliance.front import mirror, tunnel, tunnel_policy
+from appliance.front import tunnel_policy
+from appliance.front.blind_tunnel import BlindTunnels
 from appliance.front.ca import CertificateAuthority
 from appliance.front.intermediate import InterceptionCertificates, intercepted_names
 from appliance.front.leaf_certs import LeafCertificates
-from appliance.front.server import ConnContext, FrontDoor, TunnelIO
-from appliance.front.setup_scripts import SetupKind, render_setup, valid_address
-from appliance.logsafe import shown
-from appliance.oci import Endpoint
-from appliance.registry import request_input
-from appliance.registry.api import NotRegistryApi, RegistryProxy
+from appliance.front.router import Router
+from appliance.front.server import FrontDoor
+from appliance.registry.api import RegistryProxy
 from appliance.registry.pullahead import PullAhead
-from appliance.registry.request_input import BadRequest
-from appliance.registry.responses import error_response, ping_response
 from appliance.stats import Stats
 from appliance.tasks import OwnedTasks
-from appliance.upstream import challenges as auth
 from appliance.upstream.client import UpstreamClient
-from appliance.upstream.ratelimit import RateLimitState
 
 log = logging.getLogger("appliance.engine")
 
@@ -92,17 +76,30 @@ class Engine:
         )
         self.access_log = AccessLog(self.config.log_format)
         self.events.add_listener(self.access_log)
+        self.stats = Stats()
+        self.events.add_listener(self.stats)
+        self.router = Router(
+            config=lambda: self.config,
+            proxy=self.proxy,
+            leaf_certs=self.leaf_certs,
+            ca=self.ca,
+            pull_ahead=self.pull_ahead,
+            stats=self.stats,
+            blobs=self.blobs,
+            events=self.events,
+            upstream=self.upstream,
+            started=self.started,
+        )
+        self.tunnels = BlindTunnels(config=lambda: self.config)
         self.door = FrontDoor(
-            handler=self.handle,
-            intercept=self.intercept,
-            tunnel=self.serve_tunnel,
+            handler=self.router.handle,
+            intercept=self.router.intercept,
+            tunnel=self.tunnels.serve_tunnel,
             timeouts=self.config.timeouts,
             limits=self.config.limits,
         )
         self.own_addresses: set[str] = set()
         self.cache_lock = CacheLock(self.config.cache_dir)
-        self.stats = Stats()
-        self.events.add_listener(self.stats)
         self._background = OwnedTasks()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -120,6 +117,7 @@ class Engine:
         listening = self.listen_addresses + self.tls_addresses
         self.own_addresses = tunnel_policy.own_interface_addresses() | {a for a, _ in listening}
         self.upstream.set_own(self.own_addresses, {port for _, port in listening})
+        self.tunnels.set_own(self.own_addresses, {port for _, port in self.listen_addresses})
         self._background.spawn(self.warm_up(), name="warm-up")
 
     async def settled(self) -> None:
@@ -177,223 +175,9 @@ class Engine:
         self.access_log.fmt = config.log_format
         return pending
 
-    def rate_limits(self) -> dict[str, RateLimitState]:
-        """Registry host -> the rate-limit facts it last sent."""
-        states = ((r.host, self.upstream.rate_limit(r)) for r in self.config.registries)
-        return {host: state for host, state in states if state is not None}
-
-    async def metrics_response(self) -> web.Response:
-        data = metrics.MetricsInput(
-            version=__version__,
-            started=self.started,
-            stats=self.stats,
-            usage=await self.blobs.usage(),
-            inflight=self.blobs.inflight(),
-            events_dropped=self.events.dropped_total,
-            event_subscribers=self.events.subscribers,
-            rate_limits=self.rate_limits(),
-        )
-        return web.Response(text=metrics.render(data), headers={"Content-Type": metrics.CONTENT_TYPE})
-
     def apply(self, config: Config) -> None:
         """Swap in a new configuration without dropping connections (hot reload)."""
         self.config = config
         self.leaf_certs.reconfigure(intercepted_names(config))
         self.upstream.reconfigure(config)
         self.door.reconfigure(config.timeouts, config.limits)
-
-    # -- routing ---------------------------------------------------------------------------------
-
-    def _realm_authorization(self, realm: str, request: web.BaseRequest) -> str | None:
-        """Seed behaviour on a token realm (``auth.docker.io``): Basic credentials for the client.
-
-        The ``scope`` parameter names the repository, so a repository-prefix credential
-        (``docker.io/orgA``) is chosen over the host's - the seed's "several Docker Hub accounts".
-        """
-        scope = request.rel_url.query.get("scope", "")
-        parts = scope.split(":")
-        repository = parts[1] if len(parts) >= 3 and parts[0] == "repository" else None
-        for registry in self.config.registries:
-            if normalize_host(realm) in (normalize_host(h) for h in registry.auth_hosts):
-                credential = auth.choose_credential(self.config.credentials, registry, repository)
-                if credential is not None:
-                    return auth.basic_authorization(credential)
-        return None
-
-    def intercepted(self, host: str, port: int) -> RegistryConfig | None:
-        name = host if port == 443 else f"{host}:{port}"
-        registry = self.config.registry_for(name)
-        if registry is not None:
-            return registry
-        for candidate in self.config.registries:
-            if normalize_host(name) in (normalize_host(h) for h in candidate.auth_hosts):
-                return RegistryConfig(host=name)
-        return None
-
-    async def intercept(self, host: str, port: int) -> ssl.SSLContext | None:
-        if self.intercepted(host, port) is None:
-            return None
-        return await self.leaf_certs.server_context_async(host)
-
-    async def serve_tunnel(self, host: str, port: int, io: TunnelIO) -> None:
-        override = self._override(host, port)
-        decision = await tunnel_policy.check_tunnel(
-            self.config.tunnel,
-            host,
-            port,
-            own_addresses=self.own_addresses,
-            own_ports={port for _, port in self.listen_addresses},
-            resolve=self._tunnel_resolver,
-        )
-        if not decision.allowed:
-            reason = shown(decision.reason)
-            log.info("CONNECT %s:%d from %s refused: %s", shown(host), port, io.client, reason)
-            await io.refuse(decision.http_status, decision.reason)
-            return
-        timeouts = self.config.timeouts
-        try:
-            up_reader, up_writer = await tunnel.open_upstream(
-                list(decision.addresses),
-                override.address_port if override else port,
-                timeouts.proxy_connect_connect,
-                name=host,
-            )
-        except UpstreamError as exc:
-            await io.refuse(502, exc.message)
-            return
-        await io.send_ok()
-        await tunnel.splice(io.reader, io.writer, up_reader, up_writer, timeouts.proxy_connect_read)
-
-    def _override(self, host: str, port: int) -> ResolveOverride | None:
-        for override in self.config.resolve:
-            if normalize_host(override.host) == normalize_host(host) and override.port in (None, port):
-                return override
-        return None
-
-    async def _tunnel_resolver(self, host: str, port: int) -> list[str]:
-        override = self._override(host, port)
-        if override is not None:
-            return [override.address]
-        resolver = tunnel_policy.system_resolver(ipv4_only=self.config.disable_ipv6)
-        return list(await resolver(host, port))
-
-    async def handle(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
-        try:
-            return await self._handle(request, context)
-        except (BadRequest, NotRegistryApi) as exc:
-            # Client input refused before anything went upstream: one line, no traceback.
-            log.warning(
-                "%s %s %s%s refused: %s",
-                context.client,
-                shown(request.method, 20),
-                context.target or "",
-                shown(request.path),
-                exc.message,
-            )
-            return error_response(exc)
-        except RegistryError as exc:
-            return error_response(exc)
-
-    async def _handle(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
-        target = context.target
-        if target is not None:
-            host, _, port = target.partition(":")
-            registry = self.intercepted(host, int(port) if port else 443)
-            if registry is None:  # removed by a hot reload while the tunnel was open
-                raise RegistryError(404, ErrorCode.NAME_UNKNOWN, f"{target} is no longer served")
-            if self.config.registry_for(target) is not None:
-                return await self._registry_host(request, registry, request.path, context)
-            return await self._realm_host(request, registry, target, context)
-        if request.url.is_absolute() and request.url.scheme == "http" and request.raw_path.startswith("http"):
-            return await self._forward_plain_http(request, context)
-        path = request.path
-        if path == "/" or path == "/healthz":
-            return self._health(request)
-        if path == "/metrics":
-            return await self.metrics_response()
-        if path == "/ca.crt":
-            return web.Response(body=self.ca.cert_pem, content_type="application/x-x509-ca-cert")
-        if path.startswith("/setup/"):
-            setup = path.removeprefix("/setup/")
-            if setup not in set(SetupKind):
-                choices = ", ".join(SetupKind)
-                raise RegistryError(404, ErrorCode.NAME_UNKNOWN, f"no setup for {setup}: try {choices}")
-            address = _base_url(request).removeprefix("http://")
-            if not valid_address(address):
-                raise RegistryError(400, ErrorCode.UNSUPPORTED, "the Host header is not a HOST:PORT address")
-            document = render_setup(SetupKind(setup), address, self.config.registries)
-            return web.Response(text=document.text, content_type=document.content_type)
-        if path == "/v2" or path.startswith("/v2/"):
-            return await self._mirror(request, context)
-        raise RegistryError(404, ErrorCode.NAME_UNKNOWN, f"nothing is served at {path}")
-
-    def _health(self, request: web.BaseRequest) -> web.Response:
-        body = {
-            "service": "registry-appliance",
-            "version": __version__,
-            "status": "ok",
-            "uptime": round(time.time() - self.started, 1),
-            # Registry requests being served; 0 means every finished one is in the access log.
-            "requests_active": self.proxy.active,
-            # Pull-aheads running (each started before the request that triggered it was answered).
-            "pull_aheads_active": self.pull_ahead.running,
-            "message": "docker-registry-proxy: The docker caching proxy is working!",
-        }
-        return web.json_response(body)
-
-    async def _forward_plain_http(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
-        host = request.url.host or ""
-        name = host if request.url.port in (None, 80) else f"{host}:{request.url.port}"
-        registry = self.config.registry_for(name)
-        if registry is None or registry.scheme is not Scheme.HTTP:
-            raise RegistryError(
-                403,
-                ErrorCode.DENIED,
-                f"plain-HTTP forwarding is only for configured http registries, not {name}",
-            )
-        return await self._registry_host(request, registry, request.url.path, context)
-
-    async def _registry_host(
-        self, request: web.BaseRequest, registry: RegistryConfig, path: str, context: ConnContext
-    ) -> web.StreamResponse:
-        """A request to a registry's own host (a tunnel, or plain-HTTP forwarding).
-
-        Only the registry API carries the engine's credentials; a token request to a realm on the
-        registry's own host (``ghcr.io/token``) is relayed with the client's own Authorization
-        only; any other path is refused (``NotRegistryApi``) without reaching the upstream.
-        """
-        query = tuple(request.rel_url.query.items())
-        if oci.parse_route(path).endpoint is Endpoint.OTHER and request_input.is_token_request(
-            request.method, path, query
-        ):
-            client = context.client
-            return await self.proxy.relay_token(request, registry, path, query, client, authorization=None)
-        return await self.proxy.handle(request, registry, path, context.client, query=query)
-
-    async def _realm_host(
-        self, request: web.BaseRequest, registry: RegistryConfig, target: str, context: ConnContext
-    ) -> web.StreamResponse:
-        """A request inside a tunnel to a token realm host (a registry's ``auth_hosts``).
-
-        A token request gets the seed-style Basic credential for the repository in its scope; any
-        other plain path is relayed with the client's own Authorization only.
-        """
-        path, query = request.path, tuple(request.rel_url.query.items())
-        injected = None
-        if request_input.is_token_request(request.method, path, query):
-            injected = self._realm_authorization(target, request)
-        return await self.proxy.relay_token(
-            request, registry, path, query, context.client, authorization=injected
-        )
-
-    async def _mirror(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
-        if mirror.is_bare_ping(request.path, request.rel_url.query):
-            return ping_response()
-        target = mirror.route(self.config, request.path, request.rel_url.query)
-        client = context.client
-        return await self.proxy.handle(request, target.registry, target.path, client, query=target.query)
-
-
-def _base_url(request: web.BaseRequest) -> str:
-    host = request.headers.get("Host") or "localhost:3128"
-    return f"http://{host}"

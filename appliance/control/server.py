@@ -122,7 +122,7 @@ class ControlServer:
         body = control_views.status(
             config=engine.config,
             stats=engine.stats,
-            rate_limits=engine.rate_limits(),
+            rate_limits=engine.upstream.rate_limits(),
             started=engine.started,
             pid=os.getpid(),
             listen=engine.listen_addresses,

@@ -30,6 +30,7 @@ from appliance.registry.gate import GatedUpstream
 from appliance.registry.health import UpstreamHealth
 from appliance.registry.manifests import ManifestService
 from appliance.registry.pullahead import PullAhead
+from appliance.registry.request_context import RequestContext
 from appliance.registry.request_input import BadRequest
 from appliance.registry.responses import UpstreamAnswer, error_response, ping_response, relay_response
 from appliance.registry.tags import TagListService
@@ -85,13 +86,12 @@ class RegistryProxy:
     async def handle(
         self,
         request: web.BaseRequest,
-        registry: RegistryConfig,
+        context: RequestContext,
         path: str,
-        client: str,
         *,
         query: Iterable[tuple[str, str]] | None = None,
     ) -> web.StreamResponse:
-        """Serve the registry API request ``path`` (decoded) with ``query`` for ``registry``.
+        """Serve the registry API request ``path`` (decoded) with ``query`` for ``context.registry``.
 
         ``path`` is as the upstream knows it (a mirror's registry prefix removed); the upstream is
         asked for a path rebuilt from its validated parts.  ``BadRequest`` for invalid input and
@@ -101,12 +101,13 @@ class RegistryProxy:
         if query is None:
             path, _, query_text = path.partition("?")
             query = parse_qsl(query_text, keep_blank_values=True)
+        registry = context.registry
         request_input.check_headers(request.headers)
         api = request_input.api_request(path, query)
         if api is None:
             raise NotRegistryApi(registry.host, path)
         draft = EventDraft(
-            client=client,
+            client=str(context.client),
             registry=registry.host,
             method=request.method,
             route=api.route,
@@ -118,10 +119,9 @@ class RegistryProxy:
     async def relay_token(
         self,
         request: web.BaseRequest,
-        registry: RegistryConfig,
+        context: RequestContext,
         path: str,
         query: Iterable[tuple[str, str]],
-        client: str,
         *,
         authorization: str | None,
     ) -> web.StreamResponse:
@@ -130,12 +130,13 @@ class RegistryProxy:
         Never the engine's other credentials: ``authorization`` is the seed-style Basic credential
         the caller chose for a token request, or None.
         """
+        registry = context.registry
         request_input.check_headers(request.headers)
         clean = request_input.clean_path(path)
         if clean is None:
             raise BadRequest(ErrorCode.NAME_INVALID, f"not a plain path: {shown(path)!r}")
         draft = EventDraft(
-            client=client,
+            client=str(context.client),
             registry=registry.host,
             method=request.method,
             route=Route(Endpoint.OTHER),

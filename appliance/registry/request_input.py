@@ -7,7 +7,7 @@ headers whose several lines have been folded into one meaning.  Anything that do
 exception from client input can never become a 500.
 
 Requests that are not the registry API (``RegistryApi.NOT_API``) are the caller's to refuse: see
-``engine.Engine`` for what each front door does with them (docs/mirror-mode.md, README).
+``front.router.Router`` for what each front door does with them (docs/mirror-mode.md, README).
 """
 
 from __future__ import annotations

@@ -78,6 +78,11 @@ class UpstreamClient:
     def rate_limit(self, registry: RegistryConfig) -> RateLimitState | None:
         return self._rate.get(registry.host)
 
+    def rate_limits(self) -> dict[str, RateLimitState]:
+        """Registry host -> the rate-limit facts it last sent."""
+        states = ((r.host, self.rate_limit(r)) for r in self._config.registries)
+        return {host: state for host, state in states if state is not None}
+
     # -- the request path ------------------------------------------------------------------------
 
     async def request(

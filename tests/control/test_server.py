@@ -157,14 +157,14 @@ async def test_client_says_engine_unavailable_when_nothing_listens(tmp_path: Pat
 
 
 async def test_add_registry_keeps_comments_and_intercepts_at_once(running: Running) -> None:
-    assert running.engine.intercepted("new.example", 443) is None
+    assert running.engine.router.intercepted("new.example", 443) is None
     change = await running.client.add_registry({"host": "new.example", "tag_ttl": "1h"})
     assert change.applied
     text = running.config_path.read_text()
     assert "# The appliance under test.  This comment must survive every edit." in text
     assert "# a lab registry" in text
     assert 'host = "new.example"' in text
-    assert running.engine.intercepted("new.example", 443) is not None
+    assert running.engine.router.intercepted("new.example", 443) is not None
     view = await running.client.config()
     assert any(r.host == "new.example" and r.tag_ttl == 3600.0 for r in view.registries)
 
@@ -183,7 +183,7 @@ async def test_invalid_registry_edit_is_refused_and_file_untouched(
     assert caught.value.status == 422
     assert where in str(caught.value)
     assert running.config_path.read_bytes() == before
-    assert running.engine.intercepted("ok.example", 443) is None
+    assert running.engine.router.intercepted("ok.example", 443) is None
 
 
 async def test_update_and_remove_registry_apply_live(running: Running) -> None:
@@ -250,7 +250,7 @@ async def test_events_stream_replays_filters_and_follows(running: Running) -> No
         second = await asyncio.wait_for(anext(batches), 5)
         assert [(e.registry, e.status) for e in second.events] == [("lab.example:5000", p.EventStatus.HIT)]
         assert (await running.client.stats()).events.subscribers == 1
-        metrics_text = (await running.engine.metrics_response()).text or ""
+        metrics_text = (await running.engine.router.metrics_response()).text or ""
         assert "appliance_events_subscribers 1" in metrics_text.splitlines()
     finally:
         await stream.close()

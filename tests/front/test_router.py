@@ -1,4 +1,5 @@
-"""The front door against a real in-process engine: interception, refusals, hostile input."""
+"""The front door and the router against a real in-process engine: interception, routing, refusals,
+hostile input."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from appliance.config.model import Config, RegistryConfig, Timeouts, docker_hub
 from appliance.engine import Engine
+from appliance.events import Event
 from appliance.front.ca import CertificateAuthority
 
 
@@ -66,6 +68,30 @@ async def _tls_through_connect(engine: Engine, host: str, port: int = 443) -> tu
     peer = writer.get_extra_info("peercert")
     writer.close()
     return reply, json.dumps(peer)
+
+
+async def _open_tunnel(engine: Engine, host: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """CONNECT to ``host``:443 and a TLS session inside it that trusts only the appliance CA."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", _port(engine))
+    writer.write(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
+    await writer.drain()
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    context = ssl.create_default_context(cafile=str(engine.config.ca_cert_path))
+    await writer.start_tls(context, server_hostname=host)
+    return reader, writer
+
+
+async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, path: str) -> bytes:
+    """One keep-alive GET on an open connection; the whole response (head and body)."""
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return head + await asyncio.wait_for(reader.readexactly(length), 5)
 
 
 async def test_intercepted_connect_serves_requests_inside_tls_with_a_leaf_for_that_host(
@@ -171,3 +197,72 @@ async def test_tls_handshake_that_never_finishes_is_dropped(engine: Engine) -> N
     assert health.startswith(b"HTTP/1.1 200")
     assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
+
+
+async def test_a_request_in_an_open_tunnel_after_a_reload_removed_its_registry_gets_404_name_unknown(
+    engine: Engine,
+) -> None:
+    reader, writer = await _open_tunnel(engine, "registry.test")
+    try:
+        before = await _request(reader, writer, "registry.test", "/v1/_ping")
+        assert before.startswith(b"HTTP/1.1 405"), before[:200]
+        kept = tuple(r for r in engine.config.registries if r.host != "registry.test")
+        assert engine.reload(replace(engine.config, registries=kept)) == ()
+        after = await _request(reader, writer, "registry.test", "/v1/_ping")
+        assert after.startswith(b"HTTP/1.1 404"), after[:200]
+        assert b"NAME_UNKNOWN" in after and b"registry.test is no longer served" in after
+    finally:
+        writer.close()
+
+
+async def test_a_tunnelled_request_is_recorded_for_the_client_socket_and_the_registry_its_connect_named(
+    engine: Engine,
+) -> None:
+    seen: list[Event] = []
+    engine.events.add_listener(seen.append)
+    # docker.io is an alias: the request is Docker Hub's, under the registry's configured name.
+    reader, writer = await _open_tunnel(engine, "docker.io")
+    try:
+        reply = await _request(reader, writer, "docker.io", "/v1/_ping")
+        client_port = writer.get_extra_info("sockname")[1]
+    finally:
+        writer.close()
+    assert reply.startswith(b"HTTP/1.1 405"), reply[:200]
+    assert [(e.client, e.registry, e.http_status) for e in seen] == [
+        (f"127.0.0.1:{client_port}", "registry-1.docker.io", 405)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status", "says"),
+    [
+        (b"GET /setup/windows HTTP/1.1\r\nHost: proxy.lan:3128", b"404", b"no setup for windows: try "),
+        (b"GET /setup/systemd HTTP/1.1\r\nHost: proxy lan", b"400", b"not a HOST:PORT address"),
+        (b"GET /admin HTTP/1.1\r\nHost: x", b"404", b"nothing is served at /admin"),
+        (b"GET http://registry.test/v2/ HTTP/1.1\r\nHost: registry.test", b"403", b"not registry.test"),
+    ],
+)
+async def test_requests_the_router_does_not_serve_get_an_oci_error_naming_why(
+    engine: Engine, request_head: bytes, status: bytes, says: bytes
+) -> None:
+    reply = await _exchange(engine, request_head + b"\r\nConnection: close\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 " + status), reply[:200]
+    assert b'"errors"' in reply and says in reply, reply
+
+
+async def _fetch(engine: Engine, path: str) -> bytes:
+    """GET ``path`` on the listen port with ``Connection: close``; the whole reply, up to EOF."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", _port(engine))
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    try:
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+
+
+async def test_metrics_and_the_bare_mirror_ping_are_answered_on_the_listen_port(engine: Engine) -> None:
+    metrics = await _fetch(engine, "/metrics")
+    assert metrics.startswith(b"HTTP/1.1 200") and b"\nappliance_events_subscribers 0\n" in metrics, metrics
+    ping = await _fetch(engine, "/v2/")
+    assert ping.startswith(b"HTTP/1.1 200"), ping
+    assert b"docker-distribution-api-version: registry/2.0" in ping.lower()

@@ -1,0 +1,252 @@
+"""The request router: what each request on the listen port (or inside a tunnel) is, and who serves it.
+
+Every HTTP request the front door parses - plain, or decrypted inside an intercepted tunnel - comes
+to ``Router.handle``.  Inside a tunnel it goes to the registry API of the registry the CONNECT named
+(or, for one of its token realm hosts, to the token relay); an absolute ``http://`` URI is
+forwarded to a configured plain-HTTP registry; otherwise the path decides: ``/`` and ``/healthz``,
+``/metrics``, ``/ca.crt``, ``/setup/...``, or mirror mode under ``/v2/``.  For a registry request
+the router resolves the registry once, against the config of the moment, into a
+``RequestContext`` that the registry layer serves from.
+
+The intercept decision (``intercepted``, ``intercept``) is here, not with the tunnel code: which
+CONNECT authorities get our TLS is the same question as which registry serves the requests inside
+them, and answering both in one place keeps them from disagreeing after a reload.  CONNECTs that are
+not intercepted go to ``blind_tunnel.BlindTunnels`` (policy, dialing, splicing: network questions).
+
+The router reads the config through a callable on every request, so a hot reload reaches open
+tunnels too: a request inside a tunnel whose registry was removed gets ``404 NAME_UNKNOWN``.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from aiohttp import web
+
+from appliance import __version__, metrics, oci
+from appliance.cache import BlobCache
+from appliance.config.model import Config, RegistryConfig, Scheme, normalize_host
+from appliance.errors import ErrorCode, RegistryError
+from appliance.events import EventBus
+from appliance.front import mirror
+from appliance.front.ca import CertificateAuthority
+from appliance.front.intermediate import InterceptionCertificates
+from appliance.front.server import ConnContext
+from appliance.front.setup_scripts import SetupKind, render_setup, valid_address
+from appliance.logsafe import shown
+from appliance.oci import Endpoint
+from appliance.registry import request_input
+from appliance.registry.api import NotRegistryApi, RegistryProxy
+from appliance.registry.pullahead import PullAhead
+from appliance.registry.request_context import Authority, ClientAddress, Mode, RequestContext
+from appliance.registry.request_input import BadRequest
+from appliance.registry.responses import error_response, ping_response
+from appliance.stats import Stats
+from appliance.upstream import challenges as auth
+from appliance.upstream.client import UpstreamClient
+
+log = logging.getLogger("appliance.engine")
+
+
+class Interception(NamedTuple):
+    """A CONNECT authority the appliance terminates, and the registry its requests are served for."""
+
+    registry: RegistryConfig
+    realm: bool  # a token realm host of ``registry`` (its own default settings), not a registry host
+
+
+@dataclass
+class Router:
+    """Routes every parsed client request; collaborators are passed in by the engine."""
+
+    config: Callable[[], Config]
+    proxy: RegistryProxy
+    leaf_certs: InterceptionCertificates
+    ca: CertificateAuthority
+    pull_ahead: PullAhead
+    stats: Stats
+    blobs: BlobCache
+    events: EventBus
+    upstream: UpstreamClient
+    started: float
+
+    # -- the intercept decision ------------------------------------------------------------------
+
+    def intercepted(self, host: str, port: int) -> Interception | None:
+        name = str(Authority(host, port))
+        config = self.config()
+        registry = config.registry_for(name)
+        if registry is not None:
+            return Interception(registry, realm=False)
+        for candidate in config.registries:
+            if normalize_host(name) in (normalize_host(h) for h in candidate.auth_hosts):
+                return Interception(RegistryConfig(host=name), realm=True)
+        return None
+
+    async def intercept(self, host: str, port: int) -> ssl.SSLContext | None:
+        if self.intercepted(host, port) is None:
+            return None
+        return await self.leaf_certs.server_context_async(host)
+
+    # -- routing ---------------------------------------------------------------------------------
+
+    def _realm_authorization(self, realm: str, request: web.BaseRequest) -> str | None:
+        """Seed behaviour on a token realm (``auth.docker.io``): Basic credentials for the client.
+
+        The ``scope`` parameter names the repository, so a repository-prefix credential
+        (``docker.io/orgA``) is chosen over the host's - the seed's "several Docker Hub accounts".
+        """
+        scope = request.rel_url.query.get("scope", "")
+        parts = scope.split(":")
+        repository = parts[1] if len(parts) >= 3 and parts[0] == "repository" else None
+        config = self.config()
+        for registry in config.registries:
+            if normalize_host(realm) in (normalize_host(h) for h in registry.auth_hosts):
+                credential = auth.choose_credential(config.credentials, registry, repository)
+                if credential is not None:
+                    return auth.basic_authorization(credential)
+        return None
+
+    async def handle(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
+        try:
+            return await self._handle(request, context)
+        except (BadRequest, NotRegistryApi) as exc:
+            # Client input refused before anything went upstream: one line, no traceback.
+            log.warning(
+                "%s %s %s%s refused: %s",
+                context.client,
+                shown(request.method, 20),
+                context.target or "",
+                shown(request.path),
+                exc.message,
+            )
+            return error_response(exc)
+        except RegistryError as exc:
+            return error_response(exc)
+
+    async def _handle(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
+        if context.target_host is not None:
+            authority = Authority(context.target_host, context.target_port or 443)
+            served = self.intercepted(authority.host, authority.port)
+            if served is None:  # removed by a hot reload while the tunnel was open
+                raise RegistryError(404, ErrorCode.NAME_UNKNOWN, f"{authority} is no longer served")
+            tunnelled = self._context(request, Mode.TUNNEL, served.registry, authority)
+            if not served.realm:
+                return await self._registry_host(request, tunnelled, request.path)
+            return await self._realm_host(request, tunnelled)
+        if request.url.is_absolute() and request.url.scheme == "http" and request.raw_path.startswith("http"):
+            return await self._forward_plain_http(request)
+        path = request.path
+        if path == "/" or path == "/healthz":
+            return self._health(request)
+        if path == "/metrics":
+            return await self.metrics_response()
+        if path == "/ca.crt":
+            return web.Response(body=self.ca.cert_pem, content_type="application/x-x509-ca-cert")
+        if path.startswith("/setup/"):
+            setup = path.removeprefix("/setup/")
+            if setup not in set(SetupKind):
+                choices = ", ".join(SetupKind)
+                raise RegistryError(404, ErrorCode.NAME_UNKNOWN, f"no setup for {setup}: try {choices}")
+            address = _base_url(request).removeprefix("http://")
+            if not valid_address(address):
+                raise RegistryError(400, ErrorCode.UNSUPPORTED, "the Host header is not a HOST:PORT address")
+            document = render_setup(SetupKind(setup), address, self.config().registries)
+            return web.Response(text=document.text, content_type=document.content_type)
+        if path == "/v2" or path.startswith("/v2/"):
+            return await self._mirror(request)
+        raise RegistryError(404, ErrorCode.NAME_UNKNOWN, f"nothing is served at {path}")
+
+    @staticmethod
+    def _context(
+        request: web.BaseRequest, mode: Mode, registry: RegistryConfig, authority: Authority | None = None
+    ) -> RequestContext:
+        # The socket ConnContext.client names, read while the request is being routed (still open).
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        client = ClientAddress.from_peer(peer)
+        return RequestContext(client=client, mode=mode, registry=registry, authority=authority)
+
+    def _health(self, request: web.BaseRequest) -> web.Response:
+        body = {
+            "service": "registry-appliance",
+            "version": __version__,
+            "status": "ok",
+            "uptime": round(time.time() - self.started, 1),
+            # Registry requests being served; 0 means every finished one is in the access log.
+            "requests_active": self.proxy.active,
+            # Pull-aheads running (each started before the request that triggered it was answered).
+            "pull_aheads_active": self.pull_ahead.running,
+            "message": "docker-registry-proxy: The docker caching proxy is working!",
+        }
+        return web.json_response(body)
+
+    async def metrics_response(self) -> web.Response:
+        data = metrics.MetricsInput(
+            version=__version__,
+            started=self.started,
+            stats=self.stats,
+            usage=await self.blobs.usage(),
+            inflight=self.blobs.inflight(),
+            events_dropped=self.events.dropped_total,
+            event_subscribers=self.events.subscribers,
+            rate_limits=self.upstream.rate_limits(),
+        )
+        return web.Response(text=metrics.render(data), headers={"Content-Type": metrics.CONTENT_TYPE})
+
+    async def _forward_plain_http(self, request: web.BaseRequest) -> web.StreamResponse:
+        host = request.url.host or ""
+        name = host if request.url.port in (None, 80) else f"{host}:{request.url.port}"
+        registry = self.config().registry_for(name)
+        if registry is None or registry.scheme is not Scheme.HTTP:
+            raise RegistryError(
+                403,
+                ErrorCode.DENIED,
+                f"plain-HTTP forwarding is only for configured http registries, not {name}",
+            )
+        forwarded = self._context(request, Mode.FORWARD, registry)
+        return await self._registry_host(request, forwarded, request.url.path)
+
+    async def _registry_host(
+        self, request: web.BaseRequest, context: RequestContext, path: str
+    ) -> web.StreamResponse:
+        """A request to a registry's own host (a tunnel, or plain-HTTP forwarding).
+
+        Only the registry API carries the engine's credentials; a token request to a realm on the
+        registry's own host (``ghcr.io/token``) is relayed with the client's own Authorization
+        only; any other path is refused (``NotRegistryApi``) without reaching the upstream.
+        """
+        query = tuple(request.rel_url.query.items())
+        if oci.parse_route(path).endpoint is Endpoint.OTHER and request_input.is_token_request(
+            request.method, path, query
+        ):
+            return await self.proxy.relay_token(request, context, path, query, authorization=None)
+        return await self.proxy.handle(request, context, path, query=query)
+
+    async def _realm_host(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
+        """A request inside a tunnel to a token realm host (a registry's ``auth_hosts``).
+
+        A token request gets the seed-style Basic credential for the repository in its scope; any
+        other plain path is relayed with the client's own Authorization only.
+        """
+        path, query = request.path, tuple(request.rel_url.query.items())
+        injected = None
+        if request_input.is_token_request(request.method, path, query):
+            injected = self._realm_authorization(str(context.authority), request)
+        return await self.proxy.relay_token(request, context, path, query, authorization=injected)
+
+    async def _mirror(self, request: web.BaseRequest) -> web.StreamResponse:
+        if mirror.is_bare_ping(request.path, request.rel_url.query):
+            return ping_response()
+        target = mirror.route(self.config(), request.path, request.rel_url.query)
+        mirrored = self._context(request, Mode.MIRROR, target.registry)
+        return await self.proxy.handle(request, mirrored, target.path, query=target.query)
+
+
+def _base_url(request: web.BaseRequest) -> str:
+    host = request.headers.get("Host") or "localhost:3128"
+    return f"http://{host}"
