@@ -1,0 +1,74 @@
+"""Password hashes: scrypt made here, bcrypt from htpasswd files, and the dummy hash's cost."""
+
+from __future__ import annotations
+
+import time
+
+import bcrypt
+import pytest
+
+from appliance.access.passwords import DummyHash, hash_password, parse_scrypt, verify_password
+from appliance.config.access import check_password_hash
+from appliance.errors import ConfigError
+
+FAST = 10  # 2^10: tests need the mechanics, not the cost
+
+
+def test_scrypt_hash_is_a_phc_string_that_verifies_only_its_password() -> None:
+    stored = hash_password("correct horse", log_n=FAST)
+    assert stored.startswith("$scrypt$ln=10,r=8,p=1$")
+    assert verify_password("correct horse", stored)
+    assert not verify_password("correct horsf", stored)
+    assert check_password_hash(stored, "where") == stored
+
+
+def test_two_hashes_of_one_password_differ_by_their_salt() -> None:
+    assert hash_password("pw", log_n=FAST) != hash_password("pw", log_n=FAST)
+
+
+def test_the_cost_is_read_from_the_hash() -> None:
+    stored = hash_password("pw", log_n=11)
+    assert parse_scrypt(stored).log_n == 11
+    assert verify_password("pw", stored)
+
+
+@pytest.mark.parametrize("prefix", ["$2y$", "$2b$"])
+def test_bcrypt_from_htpasswd_verifies(prefix: str) -> None:
+    made = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    stored = prefix + made[4:]
+    assert check_password_hash(stored, "where") == stored
+    assert verify_password("s3cret", stored)
+    assert not verify_password("s3cre", stored)
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "plain-text-password",
+        "{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=",
+        "$apr1$abc$defghijklmnopqrstuvwxy",
+        "$scrypt$ln=40,r=8,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2g",
+        "$scrypt$broken",
+        "$2y$05$short",
+    ],
+)
+def test_unusable_hashes_are_refused_without_echoing_them(stored: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        check_password_hash(stored, "access.users[0].password_hash")
+    assert caught.value.where == "access.users[0].password_hash"
+    assert stored not in str(caught.value)
+    assert not verify_password("anything", stored)
+
+
+def test_no_password_matches_the_dummy_hash_and_it_costs_as_much_as_a_real_one() -> None:
+    dummy = DummyHash(log_n=13)
+    real = hash_password("pw", log_n=13)
+    assert not verify_password("pw", dummy.value())
+    assert dummy.value() == dummy.value()  # made once
+    start = time.perf_counter()
+    verify_password("pw", dummy.value())
+    dummy_time = time.perf_counter() - start
+    start = time.perf_counter()
+    verify_password("px", real)
+    real_time = time.perf_counter() - start
+    assert 0.3 < dummy_time / real_time < 3.0
