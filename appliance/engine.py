@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from aiohttp import web
 
 from appliance import __version__, metrics
+from appliance.access.network import client_floor
 from appliance.accesslog import AccessLog
 from appliance.cache import BlobCache, ManifestCache
 from appliance.cache.lock import CacheLock
@@ -97,6 +98,7 @@ class Engine:
             tunnel=self.serve_tunnel,
             timeouts=self.config.timeouts,
             limits=self.config.limits,
+            floor=client_floor(self.config.allow_clients, self.config.access.enabled),
         )
         self.own_addresses: set[str] = set()
         self.cache_lock = CacheLock(self.config.cache_dir)
@@ -196,6 +198,7 @@ class Engine:
         self.config = config
         self.upstream.reconfigure(config)
         self.door.reconfigure(config.timeouts, config.limits)
+        self.door.floor = client_floor(config.allow_clients, config.access.enabled)
 
     # -- routing ---------------------------------------------------------------------------------
 

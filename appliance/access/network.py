@@ -29,6 +29,9 @@ PRIVATE_NETWORKS: tuple[Network, ...] = tuple(
     )
 )
 
+# Flipped when the front door checks every request's identity (see ``client_floor``).
+IDENTITY_ENFORCED = False
+
 
 def parse_address(text: str) -> Address | None:
     """A peer address as the socket reports it (``fe80::1%eth0`` and ``::ffff:1.2.3.4`` included)."""
@@ -90,3 +93,10 @@ def exposure_warning(listen_hosts: tuple[str, ...], floor: ClientFloor, client_a
         f"port can pull everything the appliance holds, including images from private registries; "
         f"connections are accepted only from {allowed} (allow_clients)"
     )
+
+
+def client_floor(allow_clients: tuple[Network, ...] | None, access_enabled: bool) -> ClientFloor:
+    """The floor the engine runs with.  Identity is not yet checked on the request path (issue 17
+    items 2 and 3 wire it), so until it is, ``access.enabled`` must not open the floor to everyone:
+    the default stays private networks only whatever ``[access]`` says."""
+    return floor_for(allow_clients, client_auth=access_enabled and IDENTITY_ENFORCED)
