@@ -16,6 +16,7 @@ from aiohttp import web
 
 from appliance import __version__, metrics
 from appliance.access.network import client_floor
+from appliance.access.verdicts import Authenticator
 from appliance.accesslog import AccessLog
 from appliance.cache import BlobCache, ManifestCache
 from appliance.cache.lock import CacheLock
@@ -100,6 +101,8 @@ class Engine:
             limits=self.config.limits,
             floor=client_floor(self.config.allow_clients, self.config.access.enabled),
         )
+        # Checks client credentials (the front door calls it once identity is wired in, issue 17).
+        self.authenticator = Authenticator(self.config.access)
         self.own_addresses: set[str] = set()
         self.cache_lock = CacheLock(self.config.cache_dir)
         self.stats = Stats()
@@ -199,6 +202,7 @@ class Engine:
         self.upstream.reconfigure(config)
         self.door.reconfigure(config.timeouts, config.limits)
         self.door.floor = client_floor(config.allow_clients, config.access.enabled)
+        self.authenticator.update(config.access)
 
     # -- routing ---------------------------------------------------------------------------------
 

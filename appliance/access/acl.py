@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from appliance.access.identities import Identity
+from appliance.access.identities import Directory, Identity, identity_named
 from appliance.config.access import ANYONE, AclRule, Action, Effect
 from appliance.config.model import Config, normalize_host
 
@@ -124,3 +124,17 @@ class AccessPolicy:
         if not self.enabled:
             return Decision(True, None, "access control is off")
         return evaluate(self.rules, AclRequest(identity, registry, repository, action))
+
+
+def check_named(
+    config: Config, name: str, registry: str, repository: str, action: Action
+) -> tuple[Identity, Decision]:
+    """What the ACL decides for the identity called ``name`` (``appliance acl check``).
+
+    Unlike the request path, this says what the rules decide even with access control off.
+    """
+    identity = identity_named(Directory(config.access), name)
+    known = config.registry_for(registry)
+    host = known.host if known is not None else registry
+    policy = AccessPolicy.from_config(config)
+    return identity, evaluate(policy.rules, AclRequest(identity, host, repository.strip("/"), action))

@@ -76,3 +76,16 @@ class Directory:
             if mapping.network.version == address.version and address in mapping.network:
                 return self.identity(mapping.identity, IdentityKind.NETWORK, f"cidr:{mapping.network}")
         return None
+
+
+def identity_named(directory: Directory, name: str) -> Identity:
+    """The identity a name stands for, as ``acl check`` asks about it (no credentials involved)."""
+    if name == ANONYMOUS:
+        return ANONYMOUS_IDENTITY
+    if directory.user(name) is not None:
+        return directory.identity(name, IdentityKind.USER, "name")
+    if any(token.name == name for token in directory.access.tokens):
+        return directory.identity(name, IdentityKind.ROBOT, "name")
+    if any(client.identity == name for client in directory.access.clients):
+        return directory.identity(name, IdentityKind.NETWORK, "name")
+    return directory.identity(name, IdentityKind.USER, "unknown")

@@ -277,7 +277,13 @@ COMMANDS: list[Command] = [
     Command(("ca", "show"), "describe the interception CA", _add_config_flag, _ca_show),
 ]
 # Modules that add their own subcommands through ``register(subparsers)``.
-EXTENSIONS = ("appliance.cli.setup", "appliance.cli.control", "appliance.cli.cache", "appliance.cli.tui")
+EXTENSIONS = (
+    "appliance.cli.setup",
+    "appliance.cli.control",
+    "appliance.cli.cache",
+    "appliance.cli.tui",
+    "appliance.cli.access",
+)
 _GROUP_HELP = {"config": "convert and check the configuration", "ca": "the interception CA"}
 
 
