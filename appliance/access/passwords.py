@@ -95,15 +95,50 @@ def verify_password(password: str, stored: str) -> bool:
     return False
 
 
-class DummyHash:
-    """A hash no password matches, with the same cost as real ones: an unknown user is checked
-    against it so that it takes as long as a wrong password for a known one."""
+# A hash of a random password nobody kept (made once with ``hash_password(token_urlsafe(32))``): no
+# password matches it, and checking against it costs what checking a default-cost hash costs.
+DEFAULT_DUMMY = "$scrypt$ln=15,r=8,p=1$gLi81ZG7dlErvEBNn8CLQQ$rED9MKXouZsQwrcRoWW1nRJUWhigqC+PFCNTWlPbcYY"
 
-    def __init__(self, log_n: int = DEFAULT_LOG_N) -> None:
-        self.log_n = log_n
-        self._value: str | None = None
+
+def cost_of(stored: str) -> str:
+    """The algorithm-and-cost part of a hash (``$scrypt$ln=15,r=8,p=1``, ``$2y$10``)."""
+    if stored.startswith(SCRYPT_PREFIX):
+        return stored.rsplit("$", 2)[0]
+    return "$2b$" + stored[4:6]  # $2a$, $2b$ and $2y$ cost the same
+
+
+class DummyHash:
+    """A hash no password matches, at the cost of the users' own hashes: an unknown user's password
+    is checked against it, so that it takes as long as a wrong password for a known user."""
+
+    def __init__(self, like: str | None = None) -> None:
+        self.like = cost_of(like) if like else cost_of(DEFAULT_DUMMY)
+        self._value = DEFAULT_DUMMY if self.like == cost_of(DEFAULT_DUMMY) else None
 
     def value(self) -> str:
+        """The dummy hash; made on first use when the cost is not the default (slow: off the loop)."""
         if self._value is None:
-            self._value = hash_password(secrets.token_urlsafe(32), log_n=self.log_n)
+            self._value = self._make()
         return self._value
+
+    def _make(self) -> str:
+        password = secrets.token_urlsafe(32)
+        if self.like.startswith(SCRYPT_PREFIX):
+            params = dict(item.split("=", 1) for item in self.like[len(SCRYPT_PREFIX) :].split(","))
+            salt = secrets.token_bytes(SALT_BYTES)
+            key = _scrypt(password.encode(), salt, int(params["ln"]), int(params["r"]), int(params["p"]))
+            return f"{self.like}${_b64(salt)}${_b64(key)}"
+        import bcrypt
+
+        rounds = int(self.like[4:6])
+        made: bytes = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=rounds, prefix=b"2b"))
+        return made.decode("ascii")
+
+
+def typical_cost(hashes: list[str]) -> str | None:
+    """The most common algorithm-and-cost among ``hashes`` (None when there are none)."""
+    if not hashes:
+        return None
+    costs = [cost_of(stored) for stored in hashes]
+    best = max(set(costs), key=costs.count)
+    return next(stored for stored in hashes if cost_of(stored) == best)

@@ -9,7 +9,8 @@ the same header.  So ``Authenticator.check``:
 * joins concurrent checks of the same header to one (single flight);
 * forgets every verdict at once when users, groups or tokens change (``update``);
 * answers an unknown user exactly like a wrong password, and as slowly: an unknown user's password
-  is checked against a dummy hash of the same cost.
+  is checked against a dummy hash at the cost most of the users' hashes have (ready-made for the
+  default cost, made once, off the loop, for another).
 
 Robot tokens (``rat_...``, as the Basic password or a Bearer token) are checked by their digest,
 which is fast, and their last use is remembered (since the engine started).
@@ -32,7 +33,7 @@ from enum import StrEnum
 
 from appliance.access import tokens
 from appliance.access.identities import Directory, Identity
-from appliance.access.passwords import DEFAULT_LOG_N, DummyHash, verify_password
+from appliance.access.passwords import DummyHash, typical_cost, verify_password
 from appliance.config.access import AccessConfig
 
 MAX_HEADER = 4096
@@ -116,14 +117,13 @@ class Authenticator:
         access: AccessConfig,
         *,
         executor: concurrent.futures.Executor | None = None,
-        dummy_log_n: int = DEFAULT_LOG_N,
         max_entries: int = MAX_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._key = secrets.token_bytes(32)
         self._executor = executor
-        self._dummy = DummyHash(dummy_log_n)
+        self._dummy = DummyHash(typical_cost([user.password_hash for user in access.users]))
         self._max_entries = max_entries
         self._clock = clock
         self._wall = wall_clock
@@ -145,6 +145,9 @@ class Authenticator:
         self.directory = Directory(access)
         if changed:
             self.forget()
+            like = typical_cost([user.password_hash for user in access.users])
+            if like is not None and DummyHash(like).like != self._dummy.like:
+                self._dummy = DummyHash(like)
 
     def forget(self) -> None:
         self._cache.clear()

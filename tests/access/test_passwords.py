@@ -7,7 +7,16 @@ import time
 import bcrypt
 import pytest
 
-from appliance.access.passwords import DummyHash, hash_password, parse_scrypt, verify_password
+from appliance.access.passwords import (
+    DEFAULT_DUMMY,
+    DEFAULT_LOG_N,
+    DummyHash,
+    cost_of,
+    hash_password,
+    parse_scrypt,
+    typical_cost,
+    verify_password,
+)
 from appliance.config.access import check_password_hash
 from appliance.errors import ConfigError
 
@@ -60,15 +69,34 @@ def test_unusable_hashes_are_refused_without_echoing_them(stored: str) -> None:
     assert not verify_password("anything", stored)
 
 
-def test_no_password_matches_the_dummy_hash_and_it_costs_as_much_as_a_real_one() -> None:
-    dummy = DummyHash(log_n=13)
-    real = hash_password("pw", log_n=13)
-    assert not verify_password("pw", dummy.value())
+@pytest.mark.parametrize("like", [None, "scrypt-12", "bcrypt-5"])
+def test_no_password_matches_the_dummy_hash_and_it_costs_what_a_users_hash_costs(like: str | None) -> None:
+    if like == "scrypt-12":
+        real = hash_password("pw", log_n=12)
+    elif like == "bcrypt-5":
+        real = "$2y$" + bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=5)).decode()[4:]
+    else:
+        real = hash_password("pw")
+    dummy = DummyHash(real if like else None)
+    assert cost_of(dummy.value()) == cost_of(real)
     assert dummy.value() == dummy.value()  # made once
-    start = time.perf_counter()
-    verify_password("pw", dummy.value())
-    dummy_time = time.perf_counter() - start
-    start = time.perf_counter()
-    verify_password("px", real)
-    real_time = time.perf_counter() - start
-    assert 0.3 < dummy_time / real_time < 3.0
+    assert not verify_password("pw", dummy.value())
+    timings = {}
+    for name, stored in (("dummy", dummy.value()), ("real", real)):
+        start = time.perf_counter()
+        for _ in range(3):
+            verify_password("px", stored)
+        timings[name] = time.perf_counter() - start
+    assert 0.4 < timings["dummy"] / timings["real"] < 2.5, timings
+
+
+def test_the_built_in_dummy_is_a_default_cost_hash_and_needs_no_work() -> None:
+    assert cost_of(DEFAULT_DUMMY) == cost_of(hash_password("x", log_n=DEFAULT_LOG_N))
+    assert DummyHash().value() == DEFAULT_DUMMY
+
+
+def test_the_typical_cost_is_the_most_common_one() -> None:
+    a, b = hash_password("a", log_n=10), hash_password("b", log_n=11)
+    c = hash_password("c", log_n=11)
+    assert cost_of(typical_cost([a, b, c]) or "") == cost_of(b)
+    assert typical_cost([]) is None

@@ -57,7 +57,7 @@ def access(alice_hash: str, **changes: object) -> AccessConfig:
 
 
 def authenticator(config: AccessConfig, executor: concurrent.futures.Executor, **kw: object) -> Authenticator:
-    return Authenticator(config, executor=executor, dummy_log_n=LOG_N, **kw)  # type: ignore[arg-type]
+    return Authenticator(config, executor=executor, **kw)  # type: ignore[arg-type]
 
 
 async def test_right_password_gives_the_user_and_its_groups_checked_off_the_loop(alice_hash: str) -> None:
