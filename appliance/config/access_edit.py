@@ -81,6 +81,7 @@ def add_user(document: tomlkit.TOMLDocument, name: str, password_hash: str, grou
     table = tomlkit.table()
     table["name"] = name
     table["password_hash"] = password_hash
+    table.add(tomlkit.nl())
     users.append(table)
     for group in groups:
         add_member(document, group, name)
@@ -127,6 +128,7 @@ def add_member(document: tomlkit.TOMLDocument, group: str, member: str) -> None:
         table = tomlkit.table()
         table["name"] = group
         table["members"] = [member]
+        table.add(tomlkit.nl())
         groups.append(table)
         return
     members = groups[index].setdefault("members", tomlkit.array())
@@ -154,6 +156,7 @@ def add_token(
     table["created"] = _when(created)
     if expires is not None:
         table["expires"] = _when(expires)
+    table.add(tomlkit.nl())
     tokens.append(table)
 
 
@@ -181,6 +184,7 @@ def rule_table(rule: AclRule) -> Table:
     table["actions"] = sorted(str(action) for action in rule.actions)
     if rule.effect is not Effect.ALLOW:
         table["effect"] = str(rule.effect)
+    table.add(tomlkit.nl())
     return table
 
 
@@ -193,12 +197,7 @@ def add_rule(document: tomlkit.TOMLDocument, rule: AclRule, position: int | None
         return
     if position < 0:
         raise ConfigError("position", f"{position}: expected 0 or more")
-    # AoT has no insert that keeps tomlkit's layout: rebuild it in order.
-    items = [*list(acl)[:position], table, *list(acl)[position:]]
-    while len(acl):
-        del acl[0]
-    for item in items:
-        acl.append(item)
+    acl.insert(position, table)
 
 
 def remove_rule(document: tomlkit.TOMLDocument, index: int) -> None:
