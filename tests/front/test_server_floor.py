@@ -155,3 +155,27 @@ async def test_start_up_warns_loudly_when_listening_beyond_loopback_without_clie
     assert any("WITHOUT client authentication" in w and "127.0.0.1/32" in w for w in warnings), warnings
     quiet = await start_and_stop(base_config(tmp_path))
     assert not any("WITHOUT client authentication" in w for w in quiet), quiet
+
+
+async def test_an_ipv6_source_is_judged_by_the_ipv6_networks(tmp_path: Path) -> None:
+    # Listening on ::1: the default lets ::1 in; an IPv4-only allow_clients refuses it.
+    default = await make_engine(tmp_path / "a", listen_host="::1")
+    try:
+        reader, writer = await asyncio.open_connection("::1", default.listen_addresses[0][1])
+        writer.write(HEALTH)
+        async with asyncio.timeout(5):
+            assert (await reader.read()).startswith(b"HTTP/1.1 200")
+        writer.close()
+    finally:
+        await default.close()
+    narrowed = await make_engine(
+        tmp_path / "b", listen_host="::1", allow_clients=(ipaddress.ip_network("127.0.0.0/8"),)
+    )
+    try:
+        reader, writer = await asyncio.open_connection("::1", narrowed.listen_addresses[0][1])
+        async with asyncio.timeout(5):
+            assert (await reader.read()).startswith(b"HTTP/1.1 403")
+        writer.close()
+        assert narrowed.door.refused_by_floor == 1
+    finally:
+        await narrowed.close()
