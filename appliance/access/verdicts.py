@@ -128,7 +128,7 @@ class Authenticator:
         self._clock = clock
         self._wall = wall_clock
         self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
-        self._pending: dict[bytes, asyncio.Future[Verdict]] = {}
+        self._pending: dict[bytes, asyncio.Future[Verdict]] = {}  # checks in flight, by header
         self._generation = 0
         self.directory = Directory(access)
         self.last_used: dict[str, float] = {}
@@ -151,7 +151,7 @@ class Authenticator:
 
     def forget(self) -> None:
         self._cache.clear()
-        # Checks in flight belong to the old users and tokens: their verdicts are not stored.
+        # Checks in flight belong to the old users and tokens: callers arriving now start afresh.
         self._generation += 1
         self._pending.clear()
 
@@ -171,24 +171,24 @@ class Authenticator:
             self.cache_hits += 1
             return self._revalidated(entry.verdict)
         pending = self._pending.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
-        self._pending[key] = future
-        generation = self._generation
+        if pending is None:
+            # The check runs in its own task: a client that goes away mid-check (a cancelled
+            # CONNECT) neither wastes it nor fails the other requests waiting on the same header.
+            pending = asyncio.ensure_future(self._check_and_store(header, key, self._generation))
+            pending.add_done_callback(_retrieve)
+            self._pending[key] = pending
+        return self._revalidated(await asyncio.shield(pending))
+
+    async def _check_and_store(self, header: str, key: bytes, generation: int) -> Verdict:
         try:
             verdict = await self._verify(header)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: joiners re-raise it, nobody logs it as lost
-            raise
         finally:
-            if self._pending.get(key) is future:
+            if self._pending.get(key) is asyncio.current_task():
                 del self._pending[key]
-        future.set_result(verdict)
-        if generation == self._generation and verdict.outcome is not Outcome.MISSING:
+        # Checks begun before users or tokens changed belong to the old ones: not remembered.
+        if generation == self._generation:
             self._store(key, verdict)
-        return self._revalidated(verdict)
+        return verdict
 
     def _store(self, key: bytes, verdict: Verdict) -> None:
         self._cache[key] = _Entry(verdict, self._clock() + self.access.verdict_ttl)
@@ -230,3 +230,9 @@ class Authenticator:
         if user is None or not good:
             return Verdict(Outcome.REJECTED)
         return Verdict(Outcome.OK, self.directory.for_user(user))
+
+
+def _retrieve(task: asyncio.Future[Verdict]) -> None:
+    # Every caller may have gone: the exception (if any) is then nobody's, and not worth a warning.
+    if not task.cancelled():
+        task.exception()

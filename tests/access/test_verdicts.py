@@ -31,9 +31,11 @@ class CountingExecutor(concurrent.futures.ThreadPoolExecutor):
         super().__init__(max_workers=2)
         self.jobs = 0
         self.threads: set[int] = set()
+        self.submitted = asyncio.Event()  # set on the loop's thread, which submits the jobs
 
     def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
         self.jobs += 1
+        self.submitted.set()
 
         def run():  # type: ignore[no-untyped-def]
             self.threads.add(threading.get_ident())
@@ -171,3 +173,20 @@ def test_a_parsed_header_does_not_show_its_secret() -> None:
     presented = parse_header(basic("alice", PASSWORD))
     assert presented is not None
     assert PASSWORD not in repr(presented) and PASSWORD not in str(presented)
+
+
+async def test_a_caller_that_goes_away_mid_check_neither_wastes_it_nor_fails_the_others(
+    alice_hash: str,
+) -> None:
+    with CountingExecutor() as pool:
+        auth = authenticator(access(alice_hash), pool)
+        header = basic("alice", PASSWORD)
+        first = asyncio.create_task(auth.check(header))
+        second = asyncio.create_task(auth.check(header))
+        # Tasks run in order: once the check's job is submitted, both callers are waiting on it.
+        await pool.submitted.wait()
+        first.cancel()
+        assert (await second).ok
+        assert first.cancelled()
+        assert (await auth.check(header)).ok
+        assert (auth.slow_checks, pool.jobs) == (1, 1)
