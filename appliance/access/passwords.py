@@ -115,6 +115,10 @@ class DummyHash:
         self.like = cost_of(like) if like else cost_of(DEFAULT_DUMMY)
         self._value = DEFAULT_DUMMY if self.like == cost_of(DEFAULT_DUMMY) else None
 
+    @property
+    def ready(self) -> bool:
+        return self._value is not None
+
     def value(self) -> str:
         """The dummy hash; made on first use when the cost is not the default (slow: off the loop)."""
         if self._value is None:

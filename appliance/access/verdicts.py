@@ -38,6 +38,9 @@ from appliance.config.access import AccessConfig
 
 MAX_HEADER = 4096
 MAX_ENTRIES = 4096
+# Password checks running at once: scrypt at the default cost holds 32 MiB while it runs, so a flood
+# of distinct wrong passwords costs at most this many times that (the appliance aims at ~150 MB).
+MAX_PARALLEL_CHECKS = 2
 
 
 class Outcome(StrEnum):
@@ -130,6 +133,7 @@ class Authenticator:
         self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
         self._pending: dict[bytes, asyncio.Future[Verdict]] = {}  # checks in flight, by header
         self._generation = 0
+        self._slots = asyncio.Semaphore(MAX_PARALLEL_CHECKS)
         self.directory = Directory(access)
         self.last_used: dict[str, float] = {}
         self.slow_checks = 0  # password hashes computed (cache misses that reached scrypt/bcrypt)
@@ -221,12 +225,16 @@ class Authenticator:
             return Verdict(Outcome.OK, self.directory.for_token(token), token.token_id)
         user = self.directory.user(presented.username)
         loop = asyncio.get_running_loop()
-        if user is None:
-            stored = await loop.run_in_executor(self._executor, self._dummy.value)
-        else:
-            stored = user.password_hash
-        self.slow_checks += 1
-        good = await loop.run_in_executor(self._executor, verify_password, presented.secret, stored)
+        async with self._slots:
+            if user is None:
+                dummy = self._dummy
+                stored = (
+                    dummy.value() if dummy.ready else await loop.run_in_executor(self._executor, dummy.value)
+                )
+            else:
+                stored = user.password_hash
+            self.slow_checks += 1
+            good = await loop.run_in_executor(self._executor, verify_password, presented.secret, stored)
         if user is None or not good:
             return Verdict(Outcome.REJECTED)
         return Verdict(Outcome.OK, self.directory.for_user(user))

@@ -81,13 +81,15 @@ def test_no_password_matches_the_dummy_hash_and_it_costs_what_a_users_hash_costs
     assert cost_of(dummy.value()) == cost_of(real)
     assert dummy.value() == dummy.value()  # made once
     assert not verify_password("pw", dummy.value())
-    timings = {}
-    for name, stored in (("dummy", dummy.value()), ("real", real)):
-        start = time.perf_counter()
-        for _ in range(3):
+    timings: dict[str, list[float]] = {"dummy": [], "real": []}
+    for _ in range(5):
+        for name, stored in (("dummy", dummy.value()), ("real", real)):
+            start = time.perf_counter()
             verify_password("px", stored)
-        timings[name] = time.perf_counter() - start
-    assert 0.4 < timings["dummy"] / timings["real"] < 2.5, timings
+            timings[name].append(time.perf_counter() - start)
+    # The fastest of each: the least disturbed by other load on the machine (shared, so wide bounds;
+    # the same algorithm and cost are asserted exactly above).
+    assert 1 / 10 < min(timings["dummy"]) / min(timings["real"]) < 10, timings
 
 
 def test_the_built_in_dummy_is_a_default_cost_hash_and_needs_no_work() -> None:

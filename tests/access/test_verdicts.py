@@ -27,8 +27,8 @@ def basic(user: str, password: str) -> str:
 class CountingExecutor(concurrent.futures.ThreadPoolExecutor):
     """A real thread pool that counts its jobs and remembers the threads they ran on."""
 
-    def __init__(self) -> None:
-        super().__init__(max_workers=2)
+    def __init__(self, max_workers: int = 2) -> None:
+        super().__init__(max_workers=max_workers)
         self.jobs = 0
         self.threads: set[int] = set()
         self.submitted = asyncio.Event()  # set on the loop's thread, which submits the jobs
@@ -95,6 +95,10 @@ async def test_unknown_user_and_wrong_password_get_one_answer_and_comparable_tim
     with CountingExecutor() as pool:
         auth = authenticator(access(alice_hash), pool)
         await auth.check(basic("warm-up", "x"))  # the dummy hash is made once, on first use
+        jobs = pool.jobs
+        await auth.check(basic("nobody", "x"))
+        await auth.check(basic("alice", "x"))
+        assert pool.jobs - jobs == 2  # one password check each, on the executor
         timings: dict[str, list[float]] = {"unknown": [], "wrong": []}
         answers = set()
         for i in range(5):
@@ -104,8 +108,11 @@ async def test_unknown_user_and_wrong_password_get_one_answer_and_comparable_tim
                 timings[kind].append(time.perf_counter() - start)
                 answers.add((verdict.outcome, verdict.message()))
     assert answers == {(Outcome.REJECTED, "unknown user or wrong password")}
-    unknown, wrong = sorted(timings["unknown"])[2], sorted(timings["wrong"])[2]
-    assert 0.5 < unknown / wrong < 2.0, (unknown, wrong)
+    # The fastest of each: the least disturbed by other load on the machine.  Without the dummy
+    # hash an unknown user is answered in microseconds, against milliseconds for a wrong password.
+    # Bounds are wide because the machine is shared; the failure they catch is 1000x.
+    unknown, wrong = min(timings["unknown"]), min(timings["wrong"])
+    assert 1 / 10 < unknown / wrong < 10, (unknown, wrong)
 
 
 async def test_a_verdict_is_remembered_for_the_ttl(alice_hash: str) -> None:
@@ -190,3 +197,30 @@ async def test_a_caller_that_goes_away_mid_check_neither_wastes_it_nor_fails_the
         assert first.cancelled()
         assert (await auth.check(header)).ok
         assert (auth.slow_checks, pool.jobs) == (1, 1)
+
+
+async def test_no_more_than_two_password_checks_run_at_once(alice_hash: str) -> None:
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    class Watching(CountingExecutor):
+        def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+            def run():  # type: ignore[no-untyped-def]
+                nonlocal running, peak
+                with lock:
+                    running += 1
+                    peak = max(peak, running)
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    with lock:
+                        running -= 1
+
+            return super().submit(run)
+
+    with Watching(max_workers=6) as pool:
+        auth = authenticator(access(alice_hash), pool)
+        verdicts = await asyncio.gather(*(auth.check(basic("alice", f"wrong{i}")) for i in range(8)))
+    assert all(v.outcome is Outcome.REJECTED for v in verdicts)
+    assert auth.slow_checks == 8 and peak == 2
