@@ -110,15 +110,3 @@ def test_warning_only_when_exposed_without_client_auth() -> None:
     assert warning is not None and "WITHOUT client authentication" in warning and "10.0.0.0/8" in warning
     assert exposure_warning(("127.0.0.1",), ClientFloor(), client_auth=False) is None
     assert exposure_warning(("0.0.0.0",), ClientFloor(), client_auth=True) is None
-
-
-def test_config_check_says_who_may_connect_and_whether_access_control_is_on() -> None:
-    from appliance.access.summary import describe
-    from appliance.config.access import AccessConfig
-    from appliance.config.model import Config
-
-    assert describe(Config()).startswith("connections from private networks only")
-    assert "access control off" in describe(Config())
-    narrowed = Config(allow_clients=(ipaddress.ip_network("10.1.0.0/16"),), access=AccessConfig(enabled=True))
-    assert describe(narrowed).startswith("connections from 10.1.0.0/16;")
-    assert "access control on (no matching rule denies)" in describe(narrowed)
