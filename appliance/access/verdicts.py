@@ -162,6 +162,18 @@ class Authenticator:
     def _cache_key(self, header: str) -> bytes:
         return hmac.new(self._key, header.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
 
+    async def identify(self, header: str | None, source: str) -> Verdict:
+        """Who a request is from: the credentials it presents, else the identity its source address
+        is mapped to (``access.clients``), else a MISSING verdict (the caller decides whether an
+        anonymous client may go on).  Credentials that fail are never replaced by the address's
+        identity: a wrong password is refused even from a mapped network."""
+        if header is not None and header.strip():
+            return await self.check(header)
+        mapped = self.directory.for_address(source)
+        if mapped is not None:
+            return Verdict(Outcome.OK, mapped)
+        return Verdict(Outcome.MISSING)
+
     async def check(self, header: str | None) -> Verdict:
         if header is None or not header.strip():
             return Verdict(Outcome.MISSING)

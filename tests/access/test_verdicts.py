@@ -6,6 +6,7 @@ import asyncio
 import base64
 import concurrent.futures
 import dataclasses
+import ipaddress
 import threading
 import time
 
@@ -14,7 +15,7 @@ import pytest
 from appliance.access import tokens
 from appliance.access.passwords import hash_password
 from appliance.access.verdicts import Authenticator, Outcome, parse_header
-from appliance.config.access import AccessConfig, Group, RobotToken, User
+from appliance.config.access import AccessConfig, ClientMapping, Group, RobotToken, User
 
 LOG_N = 12
 PASSWORD = "canary-pw-7f3a9c"
@@ -224,3 +225,17 @@ async def test_no_more_than_two_password_checks_run_at_once(alice_hash: str) -> 
         verdicts = await asyncio.gather(*(auth.check(basic("alice", f"wrong{i}")) for i in range(8)))
     assert all(v.outcome is Outcome.REJECTED for v in verdicts)
     assert auth.slow_checks == 8 and peak == 2
+
+
+async def test_identify_prefers_credentials_then_the_source_network(alice_hash: str) -> None:
+    mapped = access(alice_hash, clients=(ClientMapping(ipaddress.ip_network("10.42.0.0/16"), "k8s-nodes"),))
+    with CountingExecutor() as pool:
+        auth = authenticator(mapped, pool)
+        by_network = await auth.identify(None, "10.42.3.4")
+        assert by_network.ok and by_network.identity is not None and by_network.identity.name == "k8s-nodes"
+        by_password = await auth.identify(basic("alice", PASSWORD), "10.42.3.4")
+        assert by_password.identity is not None and by_password.identity.name == "alice"
+        wrong = await auth.identify(basic("alice", "wrong"), "10.42.3.4")
+        assert wrong.outcome is Outcome.REJECTED and wrong.identity is None
+        assert (await auth.identify(None, "192.168.1.1")).outcome is Outcome.MISSING
+        assert (await auth.identify("", "::ffff:10.42.0.9")).ok
