@@ -106,6 +106,7 @@ effect = "deny"
     assert access.acl[0].actions == frozenset({Action.PULL, Action.PUSH})
     assert access.acl[0].registry == "docker.io" and access.acl[0].repository == "myorg/**"
     assert access.acl[1].effect is Effect.DENY and access.acl[1].registry == "*"
+    assert "[access] (users, tokens, ACL rules) has no env var equivalent" in export_env(config)[1]
 
 
 def test_password_file_holds_a_hash_or_an_htpasswd_line(tmp_path: Path) -> None:
