@@ -11,6 +11,8 @@ import ssl
 import time
 from dataclasses import dataclass, field, replace
 
+from appliance.access.network import client_floor
+from appliance.access.verdicts import Authenticator
 from appliance.accesslog import AccessLog
 from appliance.cache import BlobCache, ManifestCache
 from appliance.cache.lock import CacheLock
@@ -97,7 +99,10 @@ class Engine:
             tunnel=self.tunnels.serve_tunnel,
             timeouts=self.config.timeouts,
             limits=self.config.limits,
+            floor=client_floor(self.config.allow_clients, self.config.access.enabled),
         )
+        # Checks client credentials (the front door calls it once identity is wired in, issue 17).
+        self.authenticator = Authenticator(self.config.access)
         self.own_addresses: set[str] = set()
         self.cache_lock = CacheLock(self.config.cache_dir)
         self._background = OwnedTasks()
@@ -181,3 +186,5 @@ class Engine:
         self.leaf_certs.reconfigure(intercepted_names(config))
         self.upstream.reconfigure(config)
         self.door.reconfigure(config.timeouts, config.limits)
+        self.door.floor = client_floor(config.allow_clients, config.access.enabled)
+        self.authenticator.update(config.access)

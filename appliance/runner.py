@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 
 from appliance import __version__, memory
+from appliance.access.network import IDENTITY_ENFORCED, exposure_warning
 from appliance.config.model import Config
 from appliance.control.edits import ConfigSource
 from appliance.control.server import ControlServer
@@ -53,6 +54,9 @@ async def serve(
     served = " ".join(r.host for r in config.registries)
     log.info("registry-appliance %s listening on %s; intercepting %s", __version__, addresses, served)
     log.info("CA %s (fingerprint %s)", config.ca_cert_path, ca.fingerprint_sha256)
+    listening = (config.listen_host, *((config.tls_listen[0],) if config.tls_listen else ()))
+    if exposed := exposure_warning(listening, engine.door.floor, client_auth=IDENTITY_ENFORCED):
+        log.warning("%s", exposed)
     if ready is not None:
         ready.set()
     try:

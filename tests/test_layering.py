@@ -25,7 +25,9 @@ VOCABULARY = BASICS | {"oci", "events", "stats"}
 # Below the registry API: the stores and the upstream client, siblings that never import each other.
 STORAGE_AND_UPSTREAM = VOCABULARY | {"config", "cache", "upstream"}
 # Everything the proxy's request path may use (front/ serves requests through registry/).
-REQUEST_PATH = STORAGE_AND_UPSTREAM | {"registry", "metrics", "accesslog"}
+# Client identities and access decisions: pure rules over the config, used by the request path.
+ACCESS = frozenset({"access"})
+REQUEST_PATH = STORAGE_AND_UPSTREAM | ACCESS | {"registry", "metrics", "accesslog"}
 
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "appliance": frozenset(),
@@ -42,12 +44,13 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "accesslog": VOCABULARY | {"config"},
     "cache": VOCABULARY | {"config"},
     "upstream": VOCABULARY | {"config"},
+    "access": VOCABULARY | {"config"},
     "metrics": STORAGE_AND_UPSTREAM,
-    "registry": STORAGE_AND_UPSTREAM,
+    "registry": STORAGE_AND_UPSTREAM | ACCESS,
     "front": REQUEST_PATH,
     "engine": REQUEST_PATH | {"front"},
     # The control plane acts on a running engine and answers in the protocol; the proxy never calls it.
-    "control": STORAGE_AND_UPSTREAM | {"engine", "protocol"},
+    "control": STORAGE_AND_UPSTREAM | ACCESS | {"engine", "protocol"},
     "runner": REQUEST_PATH | {"front", "engine", "control", "protocol"},
     "cli": REQUEST_PATH | {"front", "engine", "control", "protocol", "runner"},
     "__main__": frozenset({"cli"}),

@@ -32,6 +32,7 @@ IMMUTABLE_CALLS = frozenset(
         "TypeVar",
         "ParamSpec",
         "Path",
+        "Identity",  # access/identities.py: a frozen dataclass (the anonymous identity)
     }
 )
 # Module-level containers written after import, each with the reason it is not engine state.

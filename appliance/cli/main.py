@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from appliance import __version__
+from appliance.access.summary import describe as describe_access
 from appliance.config.credentials import describe_store
 from appliance.config.model import Config, ManifestCachePolicy, TunnelMode
 from appliance.config.units import format_size, format_time
@@ -119,6 +120,7 @@ def summary(config: Config) -> str:
     if config.tunnel.mode is TunnelMode.LIST:
         tunnel += f": {' '.join(config.tunnel.hosts)}"
     lines.append(f"tunnel:         {tunnel}")
+    lines.append(f"clients:        {describe_access(config)}")
     if config.upstream_proxy:
         lines.append(f"upstream proxy: {mask_url(config.upstream_proxy)}")
     if config.upstream_ca:
@@ -277,7 +279,13 @@ COMMANDS: list[Command] = [
     Command(("ca", "show"), "describe the interception CA", _add_config_flag, _ca_show),
 ]
 # Modules that add their own subcommands through ``register(subparsers)``.
-EXTENSIONS = ("appliance.cli.setup", "appliance.cli.control", "appliance.cli.cache", "appliance.cli.tui")
+EXTENSIONS = (
+    "appliance.cli.setup",
+    "appliance.cli.control",
+    "appliance.cli.cache",
+    "appliance.cli.tui",
+    "appliance.cli.access",
+)
 _GROUP_HELP = {"config": "convert and check the configuration", "ca": "the interception CA"}
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from appliance.config.access import AccessConfig, Network
+
 DOCKER_HUB_HOST = "registry-1.docker.io"
 DOCKER_HUB_AUTH_HOST = "auth.docker.io"
 DOCKER_HUB_ALIASES = ("docker.io", "index.docker.io")
@@ -254,6 +256,9 @@ class Config:
     tunnel: TunnelPolicy = field(default_factory=TunnelPolicy)
     limits: Limits = field(default_factory=Limits)
     resolve: tuple[ResolveOverride, ...] = ()
+    # Source networks allowed to connect at all; None: private networks only (access/network.py).
+    allow_clients: tuple[Network, ...] | None = None
+    access: AccessConfig = field(default_factory=AccessConfig)  # client identities and ACL rules
     upstream_ca: Path | None = None
     upstream_proxy: str | None = None  # http://[user:pass@]host:port for the appliance's own traffic
     debug: bool = False

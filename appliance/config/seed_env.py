@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from appliance.config.access_toml import parse_allow_clients
 from appliance.config.model import (
     DEFAULT_EXTRA_REGISTRIES,
     Config,
@@ -76,6 +77,7 @@ EXTRA_VARS = (
     "APPLIANCE_CONTROL_GROUP",
     "APPLIANCE_EVENT_QUEUE",
     "APPLIANCE_PULL_AHEAD",
+    "ALLOW_CLIENTS",
 )
 ALL_VARS = (*SEED_VARS, *EXTRA_VARS)
 
@@ -165,6 +167,8 @@ def apply_env(base: Config, environ: Mapping[str, str]) -> EnvResult:
     if raw := (get("APPLIANCE_PULL_AHEAD") or "").strip():
         pull_ahead = parse_pull_ahead(raw, "APPLIANCE_PULL_AHEAD")
         config = replace(config, cache=replace(config.cache, pull_ahead=pull_ahead))
+    if raw := (get("ALLOW_CLIENTS") or "").strip():
+        config = replace(config, allow_clients=parse_allow_clients(raw.split(","), "ALLOW_CLIENTS"))
     return EnvResult(config, tuple(warnings))
 
 

@@ -87,6 +87,10 @@ def export_env(config: Config) -> tuple[list[tuple[str, str]], list[str]]:
         pairs.append(("LOG_FORMAT", str(config.log_format)))
     if config.cache.pull_ahead != defaults.cache.pull_ahead:
         pairs.append(("APPLIANCE_PULL_AHEAD", str(config.cache.pull_ahead)))
+    if config.allow_clients is not None:
+        pairs.append(("ALLOW_CLIENTS", ",".join(str(network) for network in config.allow_clients)))
+    if config.access != defaults.access:
+        warnings.append("[access] (users, tokens, ACL rules) has no env var equivalent")
     for what, value_set in (
         ("resolve", bool(config.resolve)),
         ("upstream_ca", config.upstream_ca is not None),

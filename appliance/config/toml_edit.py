@@ -20,6 +20,7 @@ from typing import Any
 import tomlkit
 from tomlkit.items import AoT, Table
 
+from appliance.config.access_edit import holds_hashes
 from appliance.config.credentials import delete_secret, store_secret
 from appliance.config.model import Config, Secret, SecretStore, normalize_host
 from appliance.config.toml_read import config_from_document, parse_text, read_document
@@ -34,7 +35,7 @@ def holds_secret(document: Mapping[str, Any]) -> bool:
     if isinstance(credentials, list) and any(isinstance(c, dict) and "password" in c for c in credentials):
         return True
     proxy = data.get("upstream_proxy")
-    return isinstance(proxy, str) and url_has_password(proxy)
+    return (isinstance(proxy, str) and url_has_password(proxy)) or holds_hashes(data)
 
 
 def write_document(path: Path, document: tomlkit.TOMLDocument) -> None:
@@ -84,6 +85,13 @@ def _edit(
     )
     write_document(path, document)
     return result.config
+
+
+def edit_document(
+    path: Path, change: Callable[[tomlkit.TOMLDocument], None], environ: Mapping[str, str] | None = None
+) -> Config:
+    """Apply ``change`` to the file's document (created if missing), validate it all, write it."""
+    return _edit(path, change, environ, create=True)
 
 
 def _registry_tables(document: tomlkit.TOMLDocument) -> AoT:

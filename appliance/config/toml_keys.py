@@ -42,6 +42,8 @@ TOP_KEYS = (
     "limits",
     "registries",
     "credentials",
+    "allow_clients",
+    "access",
 )
 CACHE_KEYS = tuple(f.name for f in fields(CacheConfig))
 MANIFEST_KEYS = ("enabled", "default_ttl", "tiers")

@@ -14,6 +14,7 @@ from typing import Any
 import tomlkit
 import tomlkit.exceptions
 
+from appliance.config.access_toml import access_changes
 from appliance.config.credentials import CREDENTIAL_KEYS, credential_from_table
 from appliance.config.model import (
     CacheConfig,
@@ -150,6 +151,7 @@ def config_from_document(
         warnings.extend(found)
     if "credentials" in data:
         changes["credentials"] = _credentials(reader, data["credentials"], environ)
+    changes.update(access_changes(reader, data))
     if ("tls_cert_file" in changes) != ("tls_key_file" in changes):
         raise ConfigError(reader.at("tls_cert_file"), "tls_cert_file and tls_key_file go together")
     config = replace(config, config_path=path, **changes)

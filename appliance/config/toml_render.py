@@ -13,6 +13,7 @@ from typing import Any
 import tomlkit
 from tomlkit.items import Table
 
+from appliance.config.access_edit import render_access
 from appliance.config.credentials import credential_table
 from appliance.config.model import Config, RegistryConfig, Scheme, Timeouts, docker_hub
 from appliance.config.units import format_size, format_time
@@ -226,6 +227,7 @@ def render_config(config: Config, defaults: Config, header: str = "") -> tomlkit
         for credential in config.credentials:
             credentials.append(tomlkit.item(credential_table(credential)))
         doc.add("credentials", credentials)
+    render_access(doc, config, defaults)
     return doc
 
 

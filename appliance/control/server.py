@@ -24,6 +24,7 @@ from aiohttp import web
 
 from appliance import protocol as p
 from appliance.control import views as control_views
+from appliance.control.access import AccessEndpoints
 from appliance.control.edits import ConfigEdits, ConfigSource
 from appliance.control.http import error_middleware, json_response, read_body
 from appliance.control.socket import bind_control_socket
@@ -104,6 +105,7 @@ class ControlServer:
         app.router.add_post(p.CACHE_PURGE, self._purge)
         app.router.add_post(p.CACHE_PIN, self._pin)
         app.router.add_post(p.CACHE_VERIFY, self._verify)
+        AccessEndpoints(self.engine, edits).register(app)
 
     # -- read-only views -----------------------------------------------------------------------
 

@@ -15,7 +15,10 @@ connection is handed to aiohttp, and armed again inside MITM tunnels - and of it
 kept-alive connection (``408`` then close); between requests aiohttp's keep-alive timer is the idle
 deadline (``timeouts.keepalive``).  ``connections_per_source`` and ``max_connections`` cap how many
 connections one client address and everyone together may hold (``503`` then close at accept), which
-bounds the memory stalled clients can pin.
+bounds the memory stalled clients can pin.  Before any of that, the network floor
+(``access.network.ClientFloor``, ``allow_clients``) closes a connection from a source it does not
+allow as soon as it is accepted, on every listener, before a byte is read (on the TLS listener,
+before the handshake: that listener runs ``start_tls`` itself rather than letting asyncio start it).
 
 Two pitfalls shape this module (see docs/architecture.md): decrypted bytes can arrive before the
 protocol switch (so a small buffering protocol sits under ``start_tls`` until aiohttp takes over and
@@ -38,6 +41,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
 from appliance import memory
+from appliance.access.network import ClientFloor
 from appliance.config.model import Limits, Timeouts
 from appliance.logsafe import shown
 from appliance.tasks import OwnedTasks
@@ -117,6 +121,7 @@ class FrontDoor:
     tunnel: TunnelServe
     timeouts: Timeouts
     limits: Limits = field(default_factory=Limits)
+    floor: ClientFloor = field(default_factory=ClientFloor)  # who may connect at all; swapped on reload
     tls_handshake_timeout: float = 30.0
     _http: web.Server = field(init=False)
     _servers: list[asyncio.Server] = field(init=False, default_factory=list)
@@ -128,6 +133,7 @@ class FrontDoor:
     _sources: dict[str, set[asyncio.BaseTransport]] = field(init=False, default_factory=dict)
     _open: int = field(init=False, default=0)
     refused_over_limit: int = field(init=False, default=0)
+    refused_by_floor: int = field(init=False, default=0)
     head_timeouts: int = field(init=False, default=0)
     _ended_waiters: list[asyncio.Future[None]] = field(init=False, default_factory=list)
     _ends_since_trim: int = field(init=False, default=0)
@@ -155,14 +161,12 @@ class FrontDoor:
         """Accept clients on host:port; with ``tls``, the connection is TLS from its first byte."""
         loop = asyncio.get_running_loop()
         hosts: str | list[str] | None = None if host in ("", "*") else host
-        server = await loop.create_server(
-            lambda: FrontDoorProtocol(self),
-            hosts,
-            port,
-            backlog=1024,
-            ssl=tls,
-            ssl_handshake_timeout=self.tls_handshake_timeout if tls else None,
-        )
+        factory: Callable[[], asyncio.Protocol]
+        if tls is None:
+            factory = lambda: FrontDoorProtocol(self)  # noqa: E731
+        else:
+            factory = lambda: _TlsAccept(self, tls)  # noqa: E731
+        server = await loop.create_server(factory, hosts, port, backlog=1024)
         self._servers.append(server)
         return [sock.getsockname()[:2] for sock in server.sockets]
 
@@ -205,9 +209,10 @@ class FrontDoor:
         self._open += 1
         return None
 
-    def refused(self, client: str, reason: str) -> None:
+    def refused(self, client: str, reason: str, *, count: bool = True) -> None:
         """Count a connection refused at accept; log at most one line per 10 s (a flood is likely)."""
-        self.refused_over_limit += 1
+        if count:
+            self.refused_over_limit += 1
         self._refusals_unlogged += 1
         now = asyncio.get_running_loop().time()
         if now - self._refusal_logged >= 10.0:
@@ -219,6 +224,11 @@ class FrontDoor:
             )
             self._refusal_logged = now
             self._refusals_unlogged = 0
+
+    def floor_refused(self, client: str) -> None:
+        """Count a connection the network floor closed; log like ``refused`` (a scan is likely)."""
+        self.refused_by_floor += 1
+        self.refused(client, "source address not allowed (allow_clients)", count=False)
 
     def connections(self) -> dict[str, int]:
         """Open client connections per source address (closing ones dropped)."""
@@ -461,6 +471,11 @@ class FrontDoorProtocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.client = _peer_str(peer)
+        if not self.door.floor.allows(_source(peer)):
+            self.done = True
+            self.door.floor_refused(self.client)
+            _refuse(self.transport, 403, "your address may not use this appliance (allow_clients)")
+            return
         refusal = self.door.admit(transport, _source(peer))
         if refusal is not None:
             self.done = True
@@ -533,6 +548,53 @@ class FrontDoorProtocol(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+
+
+class _TlsAccept(asyncio.Protocol):
+    """A TLS listener's connection until its handshake is done: the floor first, then ``start_tls``,
+    then the decrypted stream goes to a ``FrontDoorProtocol`` as if it had been accepted so."""
+
+    def __init__(self, door: FrontDoor, tls: ssl.SSLContext) -> None:
+        self.door = door
+        self.tls = tls
+        self.buffering = _Buffering()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        raw = cast(asyncio.Transport, transport)
+        peer = raw.get_extra_info("peername")
+        if not self.door.floor.allows(_source(peer)):
+            # Nothing to say in clear on a TLS port: close before the ClientHello is read.
+            self.door.floor_refused(_peer_str(peer))
+            raw.abort()
+            return
+        # Not a byte is read until start_tls has its protocol in place (it resumes reading).
+        raw.pause_reading()
+        self.door.spawn(self._handshake(raw, _peer_str(peer)))
+
+    async def _handshake(self, raw: asyncio.Transport, client: str) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            tls = await loop.start_tls(
+                raw,
+                self.buffering,
+                self.tls,
+                server_side=True,
+                ssl_handshake_timeout=self.door.tls_handshake_timeout,
+                ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT,
+            )
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
+            log.debug("TLS handshake with %s failed: %s", client, exc)
+            raw.abort()
+            return
+        if tls is None:
+            return
+        protocol = FrontDoorProtocol(self.door)
+        tls.set_protocol(protocol)
+        protocol.connection_made(tls)
+        if self.buffering.buffer:
+            protocol.data_received(bytes(self.buffering.buffer))
+        if self.buffering.eof:
+            protocol.eof_received()
 
 
 class _Buffering(asyncio.Protocol):

@@ -1,0 +1,297 @@
+"""Reading ``allow_clients`` and the ``[access]`` table of the TOML file into ``AccessConfig``.
+
+Part of the ``config_file*`` modules; ``toml_read`` calls ``access_changes`` once.  Every error names
+the file and the dotted key (``access.users[2].password_hash``), never a hash or a secret.  Password
+hashes can live in the file, in a ``password_file`` per user (a bare hash, or an htpasswd file whose
+line for that user is used), or in an htpasswd file for many users (``access.htpasswd_file``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from appliance.config.access import (
+    ANONYMOUS,
+    ANYONE,
+    NAME,
+    AccessConfig,
+    AclRule,
+    Action,
+    ClientMapping,
+    Effect,
+    Group,
+    Network,
+    RobotToken,
+    User,
+    check_password_hash,
+    check_token_digest,
+    check_token_id,
+)
+from appliance.config.toml_keys import TableReader
+from appliance.config.units import parse_time
+from appliance.config.values import parse_host
+from appliance.errors import ConfigError
+
+ACCESS_KEYS = ("enabled", "verdict_ttl", "htpasswd_file", "users", "groups", "tokens", "clients", "acl")
+USER_KEYS = ("name", "password_hash", "password_file")
+GROUP_KEYS = ("name", "members")
+TOKEN_KEYS = ("name", "id", "hash", "created", "expires")
+CLIENT_KEYS = ("cidr", "identity")
+ACL_KEYS = ("who", "registry", "repository", "actions", "effect")
+
+
+def access_changes(reader: TableReader, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``Config`` fields set by the top-level ``allow_clients`` and ``[access]`` keys."""
+    changes: dict[str, Any] = {}
+    if "allow_clients" in data:
+        changes["allow_clients"] = parse_allow_clients(
+            reader.string_list(data, "allow_clients"), reader.at("allow_clients")
+        )
+    if "access" in data:
+        changes["access"] = parse_access(reader, reader.table(data, "access"))
+    return changes
+
+
+def parse_allow_clients(items: Sequence[str], where: str) -> tuple[Network, ...]:
+    """CIDR blocks (or single addresses); an empty list is refused: it would lock everyone out."""
+    networks = []
+    for item in items:
+        text = item.strip()
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise ConfigError(
+                where, f"{item!r} is not an address or CIDR block (10.0.0.0/8, fd00::/8)"
+            ) from None
+    if not networks:
+        raise ConfigError(
+            where, "empty: no client could connect (leave it out for the private-network default)"
+        )
+    return tuple(networks)
+
+
+def format_allow_clients(networks: Sequence[Network]) -> list[str]:
+    return [str(network) for network in networks]
+
+
+def check_name(value: object, where: str) -> str:
+    if not isinstance(value, str) or not NAME.fullmatch(value):
+        raise ConfigError(where, f"invalid name {value!r}: letters, digits, '.', '_' and '-', up to 128")
+    return value
+
+
+def check_identity_name(value: object, where: str) -> str:
+    """A name something can log in as: ``anonymous`` is the client that did not."""
+    name = check_name(value, where)
+    if name == ANONYMOUS:
+        raise ConfigError(where, f"{ANONYMOUS!r} is reserved for clients that present no identity")
+    return name
+
+
+def parse_access(reader: TableReader, table: Mapping[str, Any]) -> AccessConfig:
+    reader.check_keys(table, ACCESS_KEYS, "access.")
+    values: dict[str, Any] = {}
+    if "enabled" in table:
+        values["enabled"] = reader.boolean(table, "enabled", "access.")
+    if "verdict_ttl" in table:
+        ttl = parse_time(
+            reader.number_or_str(table, "verdict_ttl", "access."), reader.at("access.verdict_ttl")
+        )
+        if ttl > 3600:
+            raise ConfigError(reader.at("access.verdict_ttl"), "at most 1h: a removed user must not linger")
+        values["verdict_ttl"] = ttl
+    users: dict[str, User] = {}
+    if "htpasswd_file" in table:
+        path = reader.path(table, "htpasswd_file", "access.")
+        for user in read_htpasswd(path, reader.at("access.htpasswd_file")):
+            users[user.name] = user
+    for i, item in enumerate(reader.tables(table.get("users", []), "access.users")):
+        prefix = f"access.users[{i}]."
+        user = _user(reader, item, prefix)
+        if user.name in users:
+            raise ConfigError(reader.at(prefix + "name"), f"user {user.name!r} is defined twice")
+        users[user.name] = user
+    values["users"] = tuple(users.values())
+    groups: dict[str, Group] = {}
+    for i, item in enumerate(reader.tables(table.get("groups", []), "access.groups")):
+        prefix = f"access.groups[{i}]."
+        reader.check_keys(item, GROUP_KEYS, prefix)
+        name = check_name(_required(reader, item, "name", prefix), reader.at(prefix + "name"))
+        if name in groups:
+            raise ConfigError(reader.at(prefix + "name"), f"group {name!r} is defined twice")
+        members = reader.string_list(item, "members", prefix) if "members" in item else []
+        for member in members:
+            check_name(member, reader.at(prefix + "members"))
+        groups[name] = Group(name, tuple(dict.fromkeys(members)))
+    values["groups"] = tuple(groups.values())
+    tokens: dict[str, RobotToken] = {}
+    for i, item in enumerate(reader.tables(table.get("tokens", []), "access.tokens")):
+        token = _token(reader, item, f"access.tokens[{i}].")
+        if token.token_id in tokens:
+            raise ConfigError(
+                reader.at(f"access.tokens[{i}].id"), f"token id {token.token_id!r} is used twice"
+            )
+        tokens[token.token_id] = token
+    values["tokens"] = tuple(tokens.values())
+    clients = []
+    for i, item in enumerate(reader.tables(table.get("clients", []), "access.clients")):
+        prefix = f"access.clients[{i}]."
+        reader.check_keys(item, CLIENT_KEYS, prefix)
+        _required(reader, item, "cidr", prefix)
+        cidr = reader.string(item, "cidr", prefix)
+        network = parse_allow_clients([cidr], reader.at(prefix + "cidr"))[0]
+        identity = check_identity_name(
+            _required(reader, item, "identity", prefix), reader.at(prefix + "identity")
+        )
+        clients.append(ClientMapping(network, identity))
+    values["clients"] = tuple(clients)
+    values["acl"] = tuple(
+        parse_rule(reader, item, f"access.acl[{i}].", frozenset(groups))
+        for i, item in enumerate(reader.tables(table.get("acl", []), "access.acl"))
+    )
+    return AccessConfig(**values)
+
+
+def _required(reader: TableReader, table: Mapping[str, Any], key: str, prefix: str) -> Any:
+    if key not in table:
+        raise ConfigError(reader.at(prefix + key), "required")
+    return table[key]
+
+
+def _user(reader: TableReader, table: Mapping[str, Any], prefix: str) -> User:
+    reader.check_keys(table, USER_KEYS, prefix)
+    name = check_identity_name(_required(reader, table, "name", prefix), reader.at(prefix + "name"))
+    given = [key for key in ("password_hash", "password_file") if key in table]
+    if len(given) != 1:
+        raise ConfigError(
+            reader.at(prefix.rstrip(".")), f"user {name!r} needs one of password_hash, password_file"
+        )
+    if given[0] == "password_hash":
+        where = reader.at(prefix + "password_hash")
+        return User(name, check_password_hash(reader.string(table, "password_hash", prefix), where))
+    path = reader.path(table, "password_file", prefix)
+    where = reader.at(prefix + "password_file")
+    text = _read(path, where)
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    if len(lines) == 1 and ":" not in lines[0]:
+        return User(name, check_password_hash(lines[0], f"{where} ({path})"), path)
+    for number, line in enumerate(lines, 1):
+        if line.split(":", 1)[0] == name:
+            return User(name, check_password_hash(line.split(":", 1)[1], f"{path}:{number}"), path)
+    raise ConfigError(where, f"{path} has no line for user {name!r}")
+
+
+def _read(path: Path, where: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(where, f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(where, f"{path} is not UTF-8 text") from None
+
+
+def read_htpasswd(path: Path, where: str) -> list[User]:
+    """Users from an htpasswd file (``htpasswd -B``: bcrypt); other hash kinds are refused by line."""
+    users: dict[str, User] = {}
+    for number, line in enumerate(_read(path, where).splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, stored = line.partition(":")
+        at = f"{path}:{number}"
+        if not sep:
+            raise ConfigError(at, "expected user:hash")
+        check_name(name, at)
+        if name in users:
+            raise ConfigError(at, f"user {name!r} appears twice")
+        users[name] = User(name, check_password_hash(stored, at), path)
+    return list(users.values())
+
+
+def _epoch(reader: TableReader, table: Mapping[str, Any], key: str, prefix: str) -> float | None:
+    if key not in table:
+        return None
+    value = table[key]
+    where = reader.at(prefix + key)
+    if isinstance(value, str):
+        if value.strip().lower() == "never":
+            return None
+        try:
+            value = datetime.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ConfigError(where, f"expected a date-time (2027-01-31T00:00:00Z), got {value!r}") from None
+    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+        value = datetime.datetime.combine(value, datetime.time(), datetime.UTC)
+    if not isinstance(value, datetime.datetime):
+        raise ConfigError(where, f"expected a date-time (2027-01-31T00:00:00Z), got {value!r}")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.UTC)
+    return value.timestamp()
+
+
+def _token(reader: TableReader, table: Mapping[str, Any], prefix: str) -> RobotToken:
+    reader.check_keys(table, TOKEN_KEYS, prefix)
+    name = check_identity_name(_required(reader, table, "name", prefix), reader.at(prefix + "name"))
+    token_id = check_token_id(str(_required(reader, table, "id", prefix)), reader.at(prefix + "id"))
+    digest = check_token_digest(str(_required(reader, table, "hash", prefix)), reader.at(prefix + "hash"))
+    return RobotToken(
+        name,
+        token_id,
+        digest,
+        created=_epoch(reader, table, "created", prefix),
+        expires=_epoch(reader, table, "expires", prefix),
+    )
+
+
+def parse_rule(reader: TableReader, table: Mapping[str, Any], prefix: str, groups: frozenset[str]) -> AclRule:
+    reader.check_keys(table, ACL_KEYS, prefix)
+    _required(reader, table, "who", prefix)
+    who = reader.string(table, "who", prefix)
+    at = reader.at(prefix + "who")
+    if who.startswith("@"):
+        check_name(who[1:], at)
+        if who[1:] not in groups:
+            raise ConfigError(at, f"no group {who[1:]!r} in access.groups")
+    elif who not in (ANYONE, ANONYMOUS):
+        check_name(who, at)
+    if "actions" not in table:
+        raise ConfigError(reader.at(prefix + "actions"), "required: a list of pull, push, tunnel, admin")
+    actions = []
+    for text in reader.string_list(table, "actions", prefix):
+        try:
+            actions.append(Action(text.strip().lower()))
+        except ValueError:
+            raise ConfigError(
+                reader.at(prefix + "actions"),
+                f"unknown action {text!r}: expected pull, push, tunnel or admin",
+            ) from None
+    if not actions:
+        raise ConfigError(reader.at(prefix + "actions"), "empty: name at least one action")
+    registry = ANYONE
+    if "registry" in table:
+        text = reader.string(table, "registry", prefix).strip().lower()
+        registry = text if text == ANYONE else parse_host(text, reader.at(prefix + "registry"))
+    repository = "**"
+    if "repository" in table:
+        repository = check_glob(reader.string(table, "repository", prefix), reader.at(prefix + "repository"))
+    effect = Effect.ALLOW
+    if "effect" in table:
+        text = reader.string(table, "effect", prefix)
+        try:
+            effect = Effect(text.strip().lower())
+        except ValueError:
+            raise ConfigError(reader.at(prefix + "effect"), f"{text!r}: expected allow or deny") from None
+    return AclRule(
+        who=who, actions=frozenset(actions), registry=registry, repository=repository, effect=effect
+    )
+
+
+def check_glob(value: str, where: str) -> str:
+    text = value.strip().strip("/")
+    if not text or any(c.isspace() or c in "?[]{}\\" for c in text) or "//" in text:
+        raise ConfigError(where, f"invalid repository glob {value!r}: path segments with * and ** only")
+    return text
