@@ -53,6 +53,11 @@ class Event:
     duration: float = 0.0
     upstream_status: int | None = None
     message: str = ""  # a one-line reason for ERROR/STALE/BYPASS; never contains secrets
+    # The audit trail (issue 17): who asked ("" when no identity applies), what the access decision
+    # was ("" when none was taken, else one of AccessResult) and why, in words without secrets.
+    identity: str = ""
+    access: str = ""
+    access_reason: str = ""
 
     def to_dict(self) -> dict[str, object]:
         # Spelled out rather than dataclasses.asdict (which deep-copies every value): this runs
@@ -71,6 +76,9 @@ class Event:
             "duration": self.duration,
             "upstream_status": self.upstream_status,
             "message": self.message,
+            "identity": self.identity,
+            "access": self.access,
+            "access_reason": self.access_reason,
         }
 
 

@@ -27,6 +27,15 @@ class EventStatus(StrEnum):
     ERROR = "ERROR"
 
 
+class AccessResult(StrEnum):
+    """The access decision recorded on an event (issue 17's audit record); "" means none was taken."""
+
+    ALLOWED = "allowed"
+    DENIED = "denied"  # an identity the ACL refuses: 403
+    UNAUTHENTICATED = "unauthenticated"  # no or bad credentials: 401 / 407
+    LIMITED = "limited"  # over a per-identity rate limit: 429
+
+
 class EventKind(StrEnum):
     BLOB = "blob"
     MANIFEST = "manifest"
@@ -60,6 +69,9 @@ class EventRecord(Payload):
     duration: float = 0.0
     upstream_status: int | None = None
     message: str = ""
+    identity: str = ""
+    access: str = ""  # "" or an AccessResult value
+    access_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,33 @@ class CaInfo(Payload):
 
 
 @dataclass(frozen=True, slots=True)
+class FleetReplica(Payload):
+    """A replica of the fleet as the shared bucket last saw it (issue 18)."""
+
+    replica_id: str
+    advertise_url: str = ""
+    last_seen: float = 0.0  # epoch seconds of its latest heartbeat/access report
+
+
+@dataclass(frozen=True, slots=True)
+class FleetStatus(Payload):
+    """This replica's view of the fleet sharing one S3 bucket (issue 18); absent when fleet is off."""
+
+    store: str  # s3://bucket/prefix, never with credentials
+    replica_id: str
+    replicas: tuple[FleetReplica, ...] = ()
+    lease_wins: int = 0  # misses this replica filled from upstream as the lease owner
+    lease_losses: int = 0  # misses another replica owned: streamed through its internal endpoint
+    lease_takeovers: int = 0  # leases taken over from an owner that stopped renewing
+    l2_hits: int = 0  # blobs served from the bucket (and teed into the local disk)
+    follow_bytes: int = 0  # bytes streamed from other replicas' fills
+    bucket_bytes: int | None = None  # bytes under the prefix at the janitor's last listing
+    bucket_max: int = 0  # fleet.max_size, 0 = unbounded
+    janitor: str = ""  # replica_id of the janitor lease holder, "" if none
+    last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Status(Payload):
     api_version: int
     version: str
@@ -83,3 +110,4 @@ class Status(Payload):
     config_path: str | None = None
     control_socket: str = ""
     cache_disk: CacheDisk | None = None
+    fleet: FleetStatus | None = None
