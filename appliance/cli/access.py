@@ -297,6 +297,17 @@ def acl_rm(args: argparse.Namespace) -> int:
     )
 
 
+def acl_mv(args: argparse.Namespace) -> int:
+    from appliance.config import access_edit
+
+    return _edit(
+        args,
+        f"rule {args.index} moved to {args.position}",
+        lambda c: c.move_rule(args.index, args.position),
+        lambda doc: access_edit.move_rule(doc, args.index, args.position),
+    )
+
+
 def acl_check(args: argparse.Namespace) -> int:
     check = pa.AccessCheck(
         identity=args.identity, registry=args.registry, repository=args.repository, action=args.action
@@ -405,6 +416,9 @@ def register(subparsers: Any) -> None:
     aadd.add_argument("--position", type=int, metavar="N", help="insert before rule N")
     arm = _leaf(acl, "rm", "remove rule INDEX", acl_rm)
     arm.add_argument("index", type=int)
+    amv = _leaf(acl, "mv", "move rule INDEX so that it is rule POSITION (first match decides)", acl_mv)
+    amv.add_argument("index", type=int)
+    amv.add_argument("position", type=int)
     check = _leaf(acl, "check", "what the rules decide for IDENTITY doing ACTION on REGISTRY/REPO", acl_check)
     check.add_argument("identity")
     check.add_argument("registry")

@@ -10,7 +10,7 @@ import pytest
 from appliance.access.passwords import verify_password
 from appliance.access.tokens import matches, token_id_of
 from appliance.cli.access import _expiry
-from appliance.config.access_toml import check_glob, check_identity_name
+from appliance.config.access_toml import check_identity_name
 from appliance.config.units import parse_time
 from appliance.control.access import rule_from_edit
 from appliance.errors import ConfigError
