@@ -29,6 +29,7 @@ class DashboardScreen(Screen[None]):
         Binding("x", "clear_filters", "Clear filters", show=False),
         Binding("r", "app.registries", "Registries"),
         Binding("c", "app.cache", "Cache"),
+        Binding("a", "app.access", "Access"),
         Binding("e", "app.env", "Env vars"),
     ]
 
