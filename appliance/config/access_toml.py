@@ -257,12 +257,17 @@ def _token(reader: TableReader, table: Mapping[str, Any], prefix: str) -> RobotT
     )
 
 
+def _check_who(who: str, at: str, groups: frozenset[str]) -> None:
+    with _at(at):
+        shared.check_who(who, groups)
+
+
 def parse_rule(reader: TableReader, table: Mapping[str, Any], prefix: str, groups: frozenset[str]) -> AclRule:
     reader.check_keys(table, ACL_KEYS, prefix)
     _required(reader, table, "who", prefix)
     who = reader.string(table, "who", prefix)
-    with _at(reader.at(prefix + "who")):
-        shared.check_who(who, groups)
+    at = reader.at(prefix + "who")
+    _check_who(who, at, groups)
     if "actions" not in table:
         raise ConfigError(reader.at(prefix + "actions"), "required: a list of pull, push, tunnel, admin")
     with _at(reader.at(prefix + "actions")):

@@ -122,7 +122,7 @@ class AccessScreen(Screen[None]):
 
     def _focused(self) -> str:
         focused = self.focused
-        return focused.id or "" if isinstance(focused, DataTable) else ""
+        return (focused.id or "") if isinstance(focused, DataTable) else ""
 
     def _selected(self, name: str) -> int | None:
         table = self.query_one(f"#{name}", DataTable)
