@@ -29,6 +29,7 @@ from appliance.registry.outcome import Call, Reply, Served, relayed
 from appliance.registry.pullahead import PullAhead
 from appliance.registry.responses import answer_error, manifest_response, relay_head
 from appliance.registry.tag_policy import Answer, Asked, Decision
+from appliance.upstream.response import UpstreamResponse
 
 log = logging.getLogger("appliance.registry")
 
@@ -94,8 +95,9 @@ class ManifestService:
         )
         if step is Decision.SERVE_CACHED:
             return self._reply(call, stored, head, Served(CacheStatus.HIT))
+        check: UpstreamResponse | None = None  # the revalidation's answer, None when there was none
         try:
-            check = await self._gate.request(
+            answered = await self._gate.request(
                 registry,
                 "HEAD",
                 f"/v2/{route.repository}/manifests/{route.reference}",
@@ -104,17 +106,16 @@ class ManifestService:
                 client_authorization=call.authorization,
             )
         except UpstreamError as exc:
-            return self._stale(call, stored, head, exc.message, None)
-        await check.release()
-        current = check.headers.get("Docker-Content-Digest") == record.digest
-        step = tag_policy.decide(
-            cached=True,
-            head=head,
-            asked=Asked.REVALIDATION,
-            answer=tag_policy.answer_of(check.status, current=current),
-        )
-        if step is Decision.SERVE_STALE:
-            return self._stale(call, stored, head, f"upstream answered {check.status}", check.status)
+            heard, why = Answer.UNREACHABLE, exc.message
+        else:
+            check = answered
+            await check.release()
+            current = check.headers.get("Docker-Content-Digest") == record.digest
+            heard = tag_policy.answer_of(check.status, current=current)
+            why = f"upstream answered {check.status}"
+        step = tag_policy.decide(cached=True, head=head, asked=Asked.REVALIDATION, answer=heard)
+        if step is Decision.SERVE_STALE or check is None:
+            return self._stale(call, stored, head, why, None if check is None else check.status)
         if step is Decision.SERVE_REVALIDATED:
             await self.manifests.touch_tag(registry.host, route.repository, route.reference, klass)
             return self._reply(
