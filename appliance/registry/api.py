@@ -111,6 +111,7 @@ class RegistryProxy:
         call = Call(
             client=str(context.client),
             registry=registry.host,
+            identity=context.identity.name if context.identity is not None else "",
             method=request.method,
             route=api.route,
             path_qs=api.upstream_path_qs,
@@ -141,6 +142,7 @@ class RegistryProxy:
         call = Call(
             client=str(context.client),
             registry=registry.host,
+            identity=context.identity.name if context.identity is not None else "",
             method=request.method,
             route=Route(Endpoint.OTHER),
             path_qs=clean + request_input.query_string(query),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from appliance.events import CacheStatus, RequestKind
 from appliance.oci import Endpoint, Route, parse_route
 from appliance.protocol.events import AccessResult
 from appliance.registry.outcome import Call, Failed, Served, event, failure, kind_of, relayed
+from appliance.registry.request_context import ClientAddress, Mode, RequestContext
 from appliance.registry.responses import Relayed, UpstreamAnswer
 from tests.fixtures.counting_upstream import CountingUpstream, Image, sha256_digest
 from tests.fixtures.registry_proxy import ProxyUnderTest
@@ -219,3 +221,27 @@ async def test_an_unreachable_upstream_is_an_error_event_with_no_upstream_status
     assert response.status == 502
     assert (got.status, got.http_status, got.upstream_status) == (CacheStatus.ERROR, 502, None)
     assert got.message
+
+
+@dataclass(frozen=True)
+class Named:
+    name: str
+
+
+class IdentifiedProxy(ProxyUnderTest):
+    """The proxy as the front door calls it for a client that proved to be ``ci-runner``."""
+
+    async def _serve(self, request: web.BaseRequest) -> web.StreamResponse:
+        context = RequestContext(
+            ClientAddress("127.0.0.1"), Mode.MIRROR, self.registry, identity=Named("ci-runner")
+        )
+        return await self.proxy.handle(request, context, request.path_qs)
+
+
+async def test_the_identity_in_the_request_context_is_in_the_event(
+    upstream: CountingUpstream, image: Image, tmp_path: Path
+) -> None:
+    async with IdentifiedProxy(upstream, tmp_path) as proxy:
+        await proxy.get(f"/v2/{REPO}/manifests/v1")
+
+    assert proxy.last_event().identity == "ci-runner"
