@@ -24,7 +24,6 @@ from appliance.protocol import access as pa
 from tui.access_model import (
     DEFAULT_TOKEN_LIFE,
     RULE_FIELDS,
-    TOKEN_FIELDS,
     USER_FIELDS,
     NewUser,
     check_user,
@@ -114,7 +113,6 @@ class TokenForm(ModalScreen[tuple[pa.TokenEdit, str] | None]):
     """
 
     BINDINGS = [Binding("ctrl+s", "save", "Issue"), Binding("escape", "cancel", "Cancel")]
-    FIELDS = TOKEN_FIELDS
 
     def __init__(self, name: str = "") -> None:
         super().__init__()
