@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rich.text import Text
 
 from tests.fixtures.appliance import Appliance
 from tests.fixtures.clients import skopeo_copy
@@ -91,7 +92,8 @@ async def test_a_real_pull_without_an_identity_shows_a_dash_in_the_who_column(
         )
         await wait_for(pilot, lambda: len(table.shown_records()) >= 2, "the pull's rows")
         assert all(r.identity == "" for r in table.shown_records())  # access control is off
-        assert table.get_row_at(0)[2].plain == "-"  # the Who cell
+        who = table.get_row_at(0)[2]  # the Who cell
+        assert isinstance(who, Text) and who.plain == "-" and "dim" in str(who.style)
         await pilot.press("i")
         await wait_for(
             pilot, lambda: app.screen.query_one(FilterBar).current().identity == NO_IDENTITY, "who: (none)"

@@ -11,6 +11,7 @@ import re
 import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.pilot import Pilot
@@ -53,7 +54,7 @@ async def _open_access(pilot: Pilot[None], app: DashboardApp) -> AccessScreen:
     return screen
 
 
-def _access(engine: Appliance) -> dict[str, object]:
+def _access(engine: Appliance) -> dict[str, Any]:
     access = tomllib.loads(engine.config_path.read_text()).get("access", {})
     assert isinstance(access, dict)
     return access
@@ -168,7 +169,7 @@ async def test_a_user_added_in_the_form_is_hashed_and_the_password_appears_nowhe
     assert stored.startswith("$scrypt$") and verify_password(CANARY, stored)  # the password typed, hashed
     text = engine.config_path.read_text()
     assert CANARY not in text and EXTRA_COMMENT in text
-    assert {g["name"]: g["members"] for g in access["groups"]} == {"developers": ["alice"], "ci": ["alice"]}  # type: ignore[union-attr, index]
+    assert {g["name"]: g["members"] for g in access["groups"]} == {"developers": ["alice"], "ci": ["alice"]}
     assert CANARY not in engine.log_text()
     assert tap.frames and not any(CANARY in frame or CANARY[:8] in frame for frame in tap.frames)
 
@@ -206,7 +207,7 @@ async def test_a_token_secret_is_shown_once_stored_as_its_digest_and_revoked(eng
         # Gone for good: no way back to it.
         assert not any(isinstance(s, TokenShown) for s in app.screen_stack)
 
-        [stored] = _access(engine)["tokens"]  # type: ignore[misc]
+        [stored] = _access(engine)["tokens"]
         assert stored["id"] == token.id and secret.startswith(f"rat_{token.id}_")
         assert stored["hash"] == "sha256:" + hashlib.sha256(secret.encode()).hexdigest()
         assert secret not in engine.config_path.read_text()
@@ -297,5 +298,35 @@ async def test_rules_are_added_moved_and_removed_and_bad_ones_refused_in_the_cli
             lambda: screen.view is not None and [r.who for r in screen.view.acl] == ["*"],
             "rule removed",
         )
-    assert [r["who"] for r in _access(engine)["acl"]] == ["*"]  # type: ignore[union-attr, index]
+    assert [r["who"] for r in _access(engine)["acl"]] == ["*"]
     assert shared.ANYONE == "*"
+
+
+async def test_a_password_is_changed_and_a_user_removed_from_the_editor(engine: Appliance) -> None:
+    async with ControlClient(engine.control_socket) as client:
+        first = pa.UserEdit("carol", shared.hash_password("first-pw", log_n=10), ("ops",))
+        assert (await client.add_user(first)).applied
+    app = make_app(engine.control_socket)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await _open_access(pilot, app)
+        await wait_for(pilot, lambda: screen.view is not None and len(screen.view.users) == 1, "carol listed")
+        app.screen.query_one("#users", DataTable).focus()
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, UserForm), "the password form")
+        assert app.screen.query_one("#name", Input).disabled  # a password change never renames
+        await _type(pilot, app, "#password", CANARY)
+        await _type(pilot, app, "#again", CANARY)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, AccessScreen), "the form to close", within=30)
+        stored = _access(engine)["users"][0]["password_hash"]
+        assert verify_password(CANARY, stored) and not verify_password("first-pw", stored)
+        assert CANARY not in screen_text(app)
+
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        assert "Remove the user carol?" in screen_text(app)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: screen.view is not None and not screen.view.users, "carol removed")
+    access = _access(engine)
+    assert "users" not in access
+    assert CANARY not in engine.config_path.read_text() and CANARY not in engine.log_text()
