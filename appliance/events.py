@@ -172,6 +172,7 @@ class EventDraft:
     upstream_status: int | None = None
     message: str = ""
     kind_override: RequestKind | None = None
+    identity: str = ""  # who asked (RequestContext.identity's name), "" when nobody authenticated
 
     def kind(self) -> RequestKind:
         if self.kind_override is not None:
@@ -200,6 +201,7 @@ class EventDraft:
             duration=time.monotonic() - self.started,
             upstream_status=self.upstream_status,
             message=shown(self.message, 1000),
+            identity=self.identity,
         )
 
 

@@ -113,6 +113,7 @@ class RegistryProxy:
             route=api.route,
             path_qs=api.upstream_path_qs,
             authorization=request_input.single_header(request.headers, "Authorization"),
+            identity=context.identity.name if context.identity is not None else "",
         )
         return await self._serve(request, registry, api.route, draft)
 
@@ -143,6 +144,7 @@ class RegistryProxy:
             path_qs=clean + request_input.query_string(query),
             authorization=request_input.single_header(request.headers, "Authorization") or authorization,
             kind_override=RequestKind.TOKEN,
+            identity=context.identity.name if context.identity is not None else "",
         )
         return await self._serve(request, registry, draft.route, draft, token=True)
 
