@@ -291,7 +291,7 @@ class Router:
         if self.identification.enabled:
             # The repository as the client names it (``registry.test/app`` under a path prefix):
             # the name its token request's scope carries.
-            repository = oci.parse_route(request.path).repository
+            repository = oci.parse_route(request.path).repository or None
             identity = await self.identification.mirror(
                 single(request.headers.getall("Authorization", [])),
                 _client_address(request).host,

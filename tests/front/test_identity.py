@@ -3,15 +3,23 @@ was authenticated for; the reason phrases and header parsing the front door reli
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from appliance.access.verdicts import Outcome
+from appliance.config.access import ClientMapping
+from appliance.front import mirror
 from appliance.front.identity import parse_connect_headers, proxy_reason, single
+from tests.fixtures.clients import CurlResult, curl
 from tests.fixtures.counting_upstream import CountingUpstream
 from tests.fixtures.identity_engine import (
+    BOB_PASSWORD,
     PASSWORD,
     IdentityEngine,
     basic,
@@ -19,6 +27,8 @@ from tests.fixtures.identity_engine import (
     request,
     start_identity_engine,
 )
+
+MANIFEST_ACCEPT = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
 
 
 @pytest.fixture
@@ -99,3 +109,103 @@ def test_connect_headers_are_read_by_lower_case_name_and_a_repeated_credential_i
     assert single(headers.get("missing")) is None
     twice = parse_connect_headers(head + b"Proxy-Authorization: Basic eQ==\r\n")
     assert single(twice.get("proxy-authorization")) not in (None, "Basic eA==", "Basic eQ==")
+
+
+# -- the mirror endpoint (issue 17.3) ---------------------------------------------------------------
+
+
+def _mirror_path(setup: IdentityEngine, path: str = "team/app/manifests/latest") -> str:
+    return f"/v2/{mirror.path_segment(setup.registry)}/{path}"
+
+
+async def _mirror_get(
+    setup: IdentityEngine, path: str, *, user: str | None = None, **headers: str
+) -> CurlResult:
+    extra = ("-u", user) if user else ()
+    return await asyncio.to_thread(
+        curl, f"http://127.0.0.1:{setup.port}{path}", headers={**MANIFEST_ACCEPT, **headers}, extra=extra
+    )
+
+
+async def test_a_mirror_request_without_credentials_gets_401_with_a_bearer_challenge_naming_our_realm(
+    setup: IdentityEngine,
+) -> None:
+    answer = await _mirror_get(setup, _mirror_path(setup))
+    assert answer.status == 401
+    repository = f"{mirror.path_segment(setup.registry)}/team/app"
+    assert answer.headers["www-authenticate"] == (
+        f'Bearer realm="http://127.0.0.1:{setup.port}/auth/token",service="registry-appliance",'
+        f'scope="repository:{repository}:pull"'
+    )
+    ping = await _mirror_get(setup, "/v2/")
+    assert ping.status == 401
+    assert setup.upstream_requests() == 0
+
+
+async def test_basic_users_and_robot_tokens_pull_from_the_mirror_and_their_authorization_stays_here(
+    setup: IdentityEngine,
+) -> None:
+    assert (await _mirror_get(setup, _mirror_path(setup), user=f"alice:{PASSWORD}")).status == 200
+    robot = await _mirror_get(setup, _mirror_path(setup), Authorization=f"Bearer {setup.robot}")
+    assert robot.status == 200
+    assert (await _mirror_get(setup, _mirror_path(setup), user=f"ci:{setup.robot}")).status == 200
+    assert [event.identity for event in setup.engine.events.recent()] == ["alice", "ci", "ci"]
+    assert setup.upstream_requests() >= 1
+    assert all(r.authorization is None for r in setup.upstream.requests)
+    wrong = await _mirror_get(setup, _mirror_path(setup), user="alice:wrong")
+    assert wrong.status == 401 and "Bearer realm=" in wrong.headers["www-authenticate"]
+
+
+async def test_the_token_flow_issues_a_short_lived_token_scoped_to_the_repositories_asked_for(
+    setup: IdentityEngine,
+) -> None:
+    repository = f"{mirror.path_segment(setup.registry)}/team/app"
+    query = f"service=registry-appliance&scope=repository:{repository}:pull"
+    anonymous = await _mirror_get(setup, f"/auth/token?{query}")
+    assert anonymous.status == 401 and anonymous.headers["www-authenticate"].startswith("Basic ")
+    issued = await _mirror_get(setup, f"/auth/token?{query}", user=f"bob:{BOB_PASSWORD}")
+    assert issued.status == 200
+    body = json.loads(issued.body)
+    assert body["expires_in"] == 300 and body["token"] == body["access_token"]
+    bearer = {"Authorization": f"Bearer {body['token']}"}
+    assert (await _mirror_get(setup, _mirror_path(setup), **bearer)).status == 200
+    assert (await _mirror_get(setup, "/v2/", **bearer)).status == 200
+    # Another repository needs another token: the challenge names the scope to ask for.
+    other = await _mirror_get(setup, _mirror_path(setup, "team/other/manifests/latest"), **bearer)
+    assert other.status == 401
+    assert f"{mirror.path_segment(setup.registry)}/team/other:pull" in other.headers["www-authenticate"]
+    forged = body["token"][:-4] + ("AAAA" if not body["token"].endswith("AAAA") else "BBBB")
+    assert (await _mirror_get(setup, _mirror_path(setup), Authorization=f"Bearer {forged}")).status == 401
+    assert [event.identity for event in setup.engine.events.recent()] == ["bob"]
+    assert BOB_PASSWORD not in repr(setup.engine.events.recent())
+
+
+async def test_a_token_stops_working_as_soon_as_its_user_is_removed(setup: IdentityEngine) -> None:
+    repository = f"{mirror.path_segment(setup.registry)}/team/app"
+    issued = await _mirror_get(
+        setup, f"/auth/token?scope=repository:{repository}:pull", user=f"bob:{BOB_PASSWORD}"
+    )
+    token = json.loads(issued.body)["token"]
+    config = setup.engine.config
+    users = tuple(user for user in config.access.users if user.name != "bob")
+    setup.engine.apply(replace(config, access=replace(config.access, users=users)))
+    answer = await _mirror_get(setup, _mirror_path(setup), Authorization=f"Bearer {token}")
+    assert answer.status == 401
+
+
+async def test_a_mapped_source_network_is_its_identity_without_credentials(
+    tmp_path: Path,
+) -> None:
+    async with CountingUpstream() as upstream:
+        upstream.add_image("team/app", "latest")
+        running = await start_identity_engine(tmp_path, upstream)
+        config = running.engine.config
+        pool = (ClientMapping(ipaddress.ip_network("127.0.0.0/8"), "node-pool"),)
+        running.engine.apply(replace(config, access=replace(config.access, clients=pool)))
+        try:
+            assert (await _mirror_get(running, _mirror_path(running))).status == 200
+            wrong = await _mirror_get(running, _mirror_path(running), user="alice:wrong")
+            assert wrong.status == 401  # a failed credential is never replaced by the network's identity
+            assert [event.identity for event in running.engine.events.recent()] == ["node-pool"]
+        finally:
+            await running.engine.close()
