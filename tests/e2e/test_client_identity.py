@@ -186,3 +186,36 @@ def test_skopeo_logged_in_to_the_mirror_follows_the_token_flow(
     refused = skopeo_copy(f"docker://{secured.mirror_ref}", f"dir:{tmp_path / 'none'}", cert_dir=trust)
     assert not refused.ok
     assert "authentication required" in refused.stderr.lower() or "unauthorized" in refused.stderr.lower()
+
+
+def test_the_tls_listener_is_an_https_proxy_so_the_password_never_crosses_the_wire_in_clear(
+    tmp_path: Path, secured: Secured
+) -> None:
+    trust = secured.appliance.cert_dir() / "ca.crt"
+    proxy = f"https://alice:{CANARY}@127.0.0.1:{secured.tls_port}"
+    manifest = (
+        f"https://{secured.registry.name_port}/v2/{secured.image.repository}/manifests/{secured.image.tag}"
+    )
+    answer = curl(
+        manifest,
+        proxy=proxy,
+        cacert=trust,
+        headers={"Accept": secured.image.media_type},
+        extra=["--proxy-cacert", str(trust)],
+    )
+    assert answer.status == 200, answer.stderr
+    refused = curl(
+        manifest,
+        proxy=f"https://127.0.0.1:{secured.tls_port}",
+        cacert=trust,
+        extra=["--proxy-cacert", str(trust)],
+    )
+    assert "response 407" in refused.stderr
+    # Go clients (skopeo here) speak TLS to an https:// proxy and CONNECT inside it.
+    pulled = skopeo_copy(
+        f"docker://{secured.image.reference(secured.registry.name_port)}",
+        f"dir:{tmp_path / 'out'}",
+        https_proxy=proxy,
+        cert_dir=secured.appliance.cert_dir(),
+    ).check()
+    assert pulled.digest == secured.image.manifest_digest
