@@ -22,6 +22,7 @@ from appliance.access.passwords import hash_password
 from appliance.front.mirror import path_segment
 from tests.fixtures.appliance import ROOT, Appliance, UpstreamSpec
 from tests.fixtures.clients import curl, podman_pull, skopeo_copy
+from tests.fixtures.containerd import PrivateContainerd, ctr_pull
 from tests.fixtures.images import ImageInfo, ImagePusher
 from tests.fixtures.pki import TestPKI
 from tests.fixtures.process import free_port
@@ -219,3 +220,18 @@ def test_the_tls_listener_is_an_https_proxy_so_the_password_never_crosses_the_wi
         cert_dir=secured.appliance.cert_dir(),
     ).check()
     assert pulled.digest == secured.image.manifest_digest
+
+
+def test_ctr_pulls_through_the_proxy_with_the_password_in_the_proxy_url(
+    secured: Secured, private_containerd: PrivateContainerd
+) -> None:
+    trust = secured.appliance.cert_dir() / "ca.crt"
+    reference = secured.image.reference(secured.registry.name_port)
+    refused = ctr_pull(private_containerd, reference, ca_file=trust, https_proxy=secured.proxy(), timeout=60)
+    assert not refused.ok
+    assert "Proxy Authentication Required" in refused.stderr
+    assert secured.registry.requests() == []
+    result = ctr_pull(
+        private_containerd, reference, ca_file=trust, https_proxy=secured.proxy(f"alice:{CANARY}")
+    ).check()
+    assert result.digest == secured.image.manifest_digest
