@@ -187,8 +187,9 @@ class ClientIdentification:
         return verdict.identity, issued
 
     def certificate_identity(self, name: str | None) -> Identity | None:
-        """The identity a verified client certificate names (its kind from the directory)."""
-        if name is None:
+        """The identity a verified client certificate names (its kind from the directory); None
+        with client authentication off, where no request carries an identity."""
+        if name is None or not self.enabled:
             return None
         directory = self.authenticator.directory
         kind = IdentityKind.USER if directory.user(name) is not None else IdentityKind.ROBOT
