@@ -22,7 +22,7 @@ from appliance.access.passwords import hash_password
 from appliance.front.mirror import path_segment
 from tests.fixtures.appliance import ROOT, Appliance, UpstreamSpec
 from tests.fixtures.clients import curl, podman_pull, skopeo_copy
-from tests.fixtures.containerd import PrivateContainerd, ctr_pull
+from tests.fixtures.containerd import PrivateContainerd, ctr_pull, write_hosts_dir
 from tests.fixtures.images import ImageInfo, ImagePusher
 from tests.fixtures.pki import TestPKI
 from tests.fixtures.process import free_port
@@ -235,3 +235,31 @@ def test_ctr_pulls_through_the_proxy_with_the_password_in_the_proxy_url(
         private_containerd, reference, ca_file=trust, https_proxy=secured.proxy(f"alice:{CANARY}")
     ).check()
     assert result.digest == secured.image.manifest_digest
+
+
+def test_containerd_pulls_from_the_mirror_with_a_client_certificate_in_its_hosts_toml(
+    tmp_path: Path, secured: Secured, private_containerd: PrivateContainerd
+) -> None:
+    certs = secured.node_certs
+    reference = secured.image.reference(secured.registry.name_port)
+
+    def hosts(directory: Path, client: bool) -> Path:
+        pair = f'  client = [["{certs / "client.cert"}", "{certs / "client.key"}"]]\n' if client else ""
+        content = (
+            f'server = "https://{secured.registry.name_port}"\n\n'
+            f'[host."{secured.mirror_url}"]\n'
+            '  capabilities = ["pull", "resolve"]\n'
+            f'  ca = "{certs / "ca.crt"}"\n' + pair
+        )
+        return write_hosts_dir(directory, secured.registry.name_port, content)
+
+    # Without the certificate the mirror answers 401 (and the made-up upstream name resolves nowhere).
+    refused = ctr_pull(
+        private_containerd, reference, hosts_dir=hosts(tmp_path / "none", client=False), timeout=60
+    )
+    assert not refused.ok
+    result = ctr_pull(
+        private_containerd, reference, hosts_dir=hosts(tmp_path / "certs.d", client=True)
+    ).check()
+    assert result.digest == secured.image.manifest_digest
+    assert any(secured.image.repository in event for event in secured.appliance.events())
