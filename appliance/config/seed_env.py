@@ -41,6 +41,7 @@ from appliance.config.values import (
     parse_tunnel,
     parse_upstream_proxy,
 )
+from appliance.errors import ConfigError
 
 TIMEOUT_VARS: dict[str, str] = {f"{field.name.upper()}_TIMEOUT": field.name for field in fields(Timeouts)}
 TIER_VARS = (
@@ -78,6 +79,9 @@ EXTRA_VARS = (
     "APPLIANCE_EVENT_QUEUE",
     "APPLIANCE_PULL_AHEAD",
     "ALLOW_CLIENTS",
+    "TLS_LISTEN",
+    "TLS_CERT_FILE",
+    "TLS_KEY_FILE",
 )
 ALL_VARS = (*SEED_VARS, *EXTRA_VARS)
 
@@ -169,6 +173,17 @@ def apply_env(base: Config, environ: Mapping[str, str]) -> EnvResult:
         config = replace(config, cache=replace(config.cache, pull_ahead=pull_ahead))
     if raw := (get("ALLOW_CLIENTS") or "").strip():
         config = replace(config, allow_clients=parse_allow_clients(raw.split(","), "ALLOW_CLIENTS"))
+    if raw := (get("TLS_LISTEN") or "").strip():
+        config = replace(config, tls_listen=parse_listen(raw, "TLS_LISTEN"))
+    tls_files = {name: (get(name) or "").strip() for name in ("TLS_CERT_FILE", "TLS_KEY_FILE")}
+    if any(tls_files.values()):
+        if not all(tls_files.values()):
+            raise ConfigError("TLS_CERT_FILE", "TLS_CERT_FILE and TLS_KEY_FILE go together")
+        config = replace(
+            config,
+            tls_cert_file=Path(tls_files["TLS_CERT_FILE"]),
+            tls_key_file=Path(tls_files["TLS_KEY_FILE"]),
+        )
     return EnvResult(config, tuple(warnings))
 
 
