@@ -40,11 +40,13 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "oci": BASICS,
     "events": BASICS | {"oci"},
     "stats": BASICS | {"oci", "events"},
-    "config": BASICS,
+    # protocol (a stdlib-only leaf): the access input checks and time parsing the CLI and dashboard share.
+    "config": BASICS | {"protocol"},
     "accesslog": VOCABULARY | {"config"},
     "cache": VOCABULARY | {"config"},
     "upstream": VOCABULARY | {"config"},
-    "access": VOCABULARY | {"config"},
+    # protocol/access_input makes the password hashes and tokens that access/ checks.
+    "access": VOCABULARY | {"config", "protocol"},
     "metrics": STORAGE_AND_UPSTREAM,
     "registry": STORAGE_AND_UPSTREAM | ACCESS,
     "front": REQUEST_PATH,

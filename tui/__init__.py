@@ -17,4 +17,7 @@ The wall: from the engine package this package imports ``appliance.protocol`` an
 ``appliance.control.client`` and nothing else (a test parses every import); the engine never
 imports Textual (a subprocess test checks ``sys.modules``).  Secrets only ever travel inward: the
 engine never sends a password back, and the credential form clears its masked field once saved.
+The access editor goes further, as the CLI does: a user's password is hashed here and a robot token
+made here (``appliance.protocol.access_input``), so only a hash or a digest ever crosses the socket,
+and a token's secret lives only while its one-time modal is open.
 """

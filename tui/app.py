@@ -27,6 +27,8 @@ from tui.messages import (
     StatsUpdated,
     StatusUpdated,
 )
+from tui.screens.access import AccessScreen
+from tui.screens.access_forms import RuleForm, TokenForm, TokenShown, UserForm
 from tui.screens.cache import CacheScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.dashboard import DashboardScreen
@@ -176,6 +178,9 @@ class DashboardApp(App[None]):
     def action_env(self) -> None:
         self._open(EnvScreen)
 
+    def action_access(self) -> None:
+        self._open(AccessScreen)
+
     def action_add_registry(self) -> None:
         self._open(RegistriesScreen)
         self.push_screen(RegistryForm(), self._after_form)
@@ -195,6 +200,11 @@ class DashboardApp(App[None]):
             ("Dashboard", DashboardScreen.BINDINGS),
             ("Registries editor", RegistriesScreen.BINDINGS),
             ("Registry / credential form", RegistryForm.BINDINGS),
+            ("Access: users, tokens, rules", AccessScreen.BINDINGS),
+            ("User form", UserForm.BINDINGS),
+            ("Token form", TokenForm.BINDINGS),
+            ("Rule form", RuleForm.BINDINGS),
+            ("New token (shown once)", TokenShown.BINDINGS),
             ("Cache", CacheScreen.BINDINGS),
             ("Environment variables", EnvScreen.BINDINGS),
             ("Confirm", ConfirmScreen.BINDINGS),
@@ -221,6 +231,11 @@ class DashboardApp(App[None]):
             "Credentials: set a credential",
             "Username and password for a host or prefix",
             self.action_set_credential,
+        )
+        yield SystemCommand(
+            "Access: users, tokens and rules",
+            "Add or remove users, issue or revoke robot tokens, add, move or remove ACL rules",
+            self.action_access,
         )
         yield SystemCommand("Cache: cached images", "Purge or pin images", self.action_cache)
         yield SystemCommand(

@@ -14,8 +14,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from appliance import protocol as p
+from appliance.protocol.events import AccessResult
 
 DEFAULT_CAPACITY = 5000
+# The identity filter's choices stay a short list even if names arrive without end.
+MAX_IDENTITIES = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,23 +39,42 @@ STATUS_GROUPS: dict[str, frozenset[p.EventStatus]] = {
 }
 
 
+# The audit filter: the access decisions someone reviewing access wants to see (not the allowed ones).
+AUDIT_RESULTS = frozenset(
+    {AccessResult.DENIED.value, AccessResult.UNAUTHENTICATED.value, AccessResult.LIMITED.value}
+)
+# The identity filter's choice for requests that carried none ("" on the wire).
+NO_IDENTITY = "(none)"
+
+
 @dataclass(frozen=True, slots=True)
 class RowFilter:
-    """What the table shows: empty means everything."""
+    """What the table shows: empty means everything.
+
+    ``identity`` is an identity name, ``NO_IDENTITY`` for requests without one, or "" for any;
+    ``audit`` keeps only refused decisions (denied, unauthenticated, limited).
+    """
 
     registry: str = ""
     statuses: frozenset[p.EventStatus] = frozenset()
     text: str = ""
+    identity: str = ""
+    audit: bool = False
 
     def matches(self, record: p.EventRecord) -> bool:
         if self.registry and record.registry != self.registry:
             return False
         if self.statuses and record.status not in self.statuses:
             return False
+        if self.audit and record.access not in AUDIT_RESULTS:
+            return False
+        if self.identity and (record.identity or NO_IDENTITY) != self.identity:
+            return False
         if self.text:
             needle = self.text.lower()
             haystack = (
-                f"{record.registry} {record.repository} {record.reference} {record.client} {record.message}"
+                f"{record.registry} {record.repository} {record.reference} {record.client} "
+                f"{record.identity} {record.access_reason} {record.message}"
             )
             if needle not in haystack.lower():
                 return False
@@ -60,7 +82,7 @@ class RowFilter:
 
     @property
     def active(self) -> bool:
-        return bool(self.registry or self.statuses or self.text)
+        return bool(self.registry or self.statuses or self.text or self.identity or self.audit)
 
 
 @dataclass
@@ -71,6 +93,7 @@ class EventFeed:
     engine_dropped: int = 0  # lost by the engine because this subscriber fell behind
     version: int = 0  # bumps on every change, so a reader can tell whether to redraw
     registries: set[str] = field(default_factory=set)
+    identities: set[str] = field(default_factory=set)  # as the identity filter offers them
     _rows: deque[Row] = field(init=False)
     _seq: itertools.count[int] = field(init=False, default_factory=itertools.count)
 
@@ -87,6 +110,8 @@ class EventFeed:
                 self.forgotten += 1
             self._rows.append(Row(next(self._seq), record))
             self.registries.add(record.registry)
+            if len(self.identities) < MAX_IDENTITIES:
+                self.identities.add(record.identity or NO_IDENTITY)
             added += 1
         self.received += added
         self.engine_dropped = max(self.engine_dropped, dropped)

@@ -10,21 +10,21 @@ no error message carries a password or a hash.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
 
 from appliance.config.access import MAX_SCRYPT_LOG_N
 
-SCRYPT_PREFIX = "$scrypt$"
+# Making a hash is the protocol's (the CLI and the dashboard hash before they call the engine);
+# checking one is the engine's alone.
+from appliance.protocol.access_input import DEFAULT_LOG_N as DEFAULT_LOG_N
+from appliance.protocol.access_input import SALT_BYTES, SCRYPT_PREFIX
+from appliance.protocol.access_input import b64 as _b64
+from appliance.protocol.access_input import hash_password as hash_password
+from appliance.protocol.access_input import scrypt_key as _scrypt
+
 BCRYPT_PREFIXES = ("$2y$", "$2b$", "$2a$")
-# 2^15 x 8 x 128 bytes = 32 MiB and ~50 ms per check: OWASP's scrypt floor.
-DEFAULT_LOG_N = 15
-SCRYPT_R = 8
-SCRYPT_P = 1
-SALT_BYTES = 16
-KEY_BYTES = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,26 +36,8 @@ class ScryptParams:
     key: bytes
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii").rstrip("=")
-
-
 def _unb64(text: str) -> bytes:
     return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-
-
-def hash_password(password: str, *, log_n: int = DEFAULT_LOG_N) -> str:
-    """A new scrypt hash of ``password`` with a random salt."""
-    salt = secrets.token_bytes(SALT_BYTES)
-    key = _scrypt(password.encode("utf-8"), salt, log_n, SCRYPT_R, SCRYPT_P)
-    return f"{SCRYPT_PREFIX}ln={log_n},r={SCRYPT_R},p={SCRYPT_P}${_b64(salt)}${_b64(key)}"
-
-
-def _scrypt(password: bytes, salt: bytes, log_n: int, r: int, p: int) -> bytes:
-    n = 1 << log_n
-    return hashlib.scrypt(
-        password, salt=salt, n=n, r=r, p=p, maxmem=256 * r * n + 1024 * 1024, dklen=KEY_BYTES
-    )
 
 
 def parse_scrypt(text: str) -> ScryptParams:

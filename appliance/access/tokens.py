@@ -9,39 +9,17 @@ dummy digest so that it costs the same as a wrong secret.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
-import secrets
-from dataclasses import dataclass
 
-PREFIX = "rat_"
-ID_LENGTH = 8
+# Making a token is the protocol's (the CLI and the dashboard make it, the engine gets its digest).
+from appliance.protocol.access_input import TOKEN_PREFIX as PREFIX
+from appliance.protocol.access_input import NewToken as NewToken
+from appliance.protocol.access_input import new_token as new_token
+from appliance.protocol.access_input import token_digest as digest_of
+
 _TOKEN = re.compile(r"rat_([a-z0-9]{8})_([A-Za-z0-9_-]{43})")
-_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _DUMMY = "sha256:" + "0" * 64
-
-
-@dataclass(frozen=True, slots=True)
-class NewToken:
-    """A token just made: ``secret`` is shown to the user once and never stored."""
-
-    token_id: str
-    secret: str
-    digest: str
-
-    def __repr__(self) -> str:
-        return f"NewToken(token_id={self.token_id!r}, secret='********')"
-
-
-def new_token() -> NewToken:
-    token_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(ID_LENGTH))
-    secret = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
-    return NewToken(token_id, secret, digest_of(secret))
-
-
-def digest_of(secret: str) -> str:
-    return "sha256:" + hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
 def looks_like_token(text: str) -> bool:

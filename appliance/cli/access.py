@@ -22,10 +22,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from appliance import protocol as p
-from appliance.config.units import parse_time
 from appliance.control.client import ControlClient, ControlError, EngineUnavailable
 from appliance.errors import ConfigError
 from appliance.protocol import access as pa
+from appliance.protocol.access_input import (
+    AccessInputError,
+    check_password,
+    hash_password,
+    new_token,
+    token_expiry,
+)
 from appliance.protocol.endpoints import ACCESS, ACCESS_ACL, ACCESS_CHECK, ACCESS_TOKENS, ACCESS_USERS
 
 T = TypeVar("T")
@@ -104,20 +110,19 @@ def _view(args: argparse.Namespace) -> pa.AccessView:
 
 
 def _read_password(args: argparse.Namespace, name: str) -> str:
+    again: str | None = None
     if args.password_stdin:
         value = sys.stdin.readline().rstrip("\r\n")
     else:
         value = getpass.getpass(f"password for {name}: ")
-        if getpass.getpass(f"again, password for {name}: ") != value:
-            raise ConfigError(f"user {name}", "the two passwords differ")
-    if not value:
-        raise ConfigError(f"user {name}", "an empty password was given")
-    return value
+        again = getpass.getpass(f"again, password for {name}: ")
+    try:
+        return check_password(value, again)
+    except AccessInputError as exc:
+        raise ConfigError(f"user {name}", exc.message) from None
 
 
 def _hash(args: argparse.Namespace, name: str) -> str:
-    from appliance.access.passwords import hash_password
-
     return hash_password(_read_password(args, name))
 
 
@@ -175,17 +180,10 @@ def user_ls(args: argparse.Namespace) -> int:
 
 
 def _expiry(text: str, now: float) -> float | None:
-    if text.strip().lower() == "never":
-        return None
     try:
-        when = datetime.datetime.fromisoformat(text.strip())
-    except ValueError:
-        return now + parse_time(text, "--expires")
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    if when.timestamp() <= now:
-        raise ConfigError("--expires", f"{text} is in the past")
-    return when.timestamp()
+        return token_expiry(text, now, "--expires")
+    except AccessInputError as exc:
+        raise ConfigError("--expires", exc.message) from None
 
 
 def _date(epoch: float | None, none: str) -> str:
@@ -195,7 +193,6 @@ def _date(epoch: float | None, none: str) -> str:
 
 
 def token_create(args: argparse.Namespace) -> int:
-    from appliance.access.tokens import new_token
     from appliance.config import access_edit
 
     now = time.time()
@@ -297,6 +294,17 @@ def acl_rm(args: argparse.Namespace) -> int:
         f"rule {args.index} removed",
         lambda c: c._call("DELETE", f"{ACCESS_ACL}/{args.index}", p.ConfigChange),
         lambda doc: access_edit.remove_rule(doc, args.index),
+    )
+
+
+def acl_mv(args: argparse.Namespace) -> int:
+    from appliance.config import access_edit
+
+    return _edit(
+        args,
+        f"rule {args.index} moved to {args.position}",
+        lambda c: c.move_rule(args.index, args.position),
+        lambda doc: access_edit.move_rule(doc, args.index, args.position),
     )
 
 
@@ -408,6 +416,9 @@ def register(subparsers: Any) -> None:
     aadd.add_argument("--position", type=int, metavar="N", help="insert before rule N")
     arm = _leaf(acl, "rm", "remove rule INDEX", acl_rm)
     arm.add_argument("index", type=int)
+    amv = _leaf(acl, "mv", "move rule INDEX so that it is rule POSITION (first match decides)", acl_mv)
+    amv.add_argument("index", type=int)
+    amv.add_argument("position", type=int)
     check = _leaf(acl, "check", "what the rules decide for IDENTITY doing ACTION on REGISTRY/REPO", acl_check)
     check.add_argument("identity")
     check.add_argument("registry")

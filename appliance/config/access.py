@@ -14,13 +14,13 @@ from enum import StrEnum
 from pathlib import Path
 
 from appliance.errors import ConfigError
+from appliance.protocol.access_input import ANONYMOUS as ANONYMOUS
+from appliance.protocol.access_input import ANYONE as ANYONE
+from appliance.protocol.access_input import NAME as NAME
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# A name goes in a Basic auth header (no colon) and in ACL rules (``@`` marks a group, ``*`` is anyone).
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-ANYONE = "*"
-ANONYMOUS = "anonymous"  # the identity of a client that presented none
+# Names (NAME), ANYONE ("*") and ANONYMOUS are the protocol's: the CLI and the dashboard check with them.
 DEFAULT_VERDICT_TTL = 60.0
 # The stored forms (``access.passwords`` and ``access.tokens`` make and check them).
 SCRYPT_HASH = re.compile(r"\$scrypt\$ln=(\d+),r=(\d+),p=(\d+)\$[A-Za-z0-9+/]{11,}\$[A-Za-z0-9+/]{22,}")

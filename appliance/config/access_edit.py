@@ -209,6 +209,26 @@ def remove_rule(document: tomlkit.TOMLDocument, index: int) -> None:
     _drop_if_empty(access, "acl")
 
 
+def move_rule(document: tomlkit.TOMLDocument, index: int, position: int) -> None:
+    """Move rule ``index`` so that it is rule ``position`` afterwards (first match decides: order matters)."""
+    access = _access_table(document)
+    acl = _aot(access, "acl")
+    count = len(acl)
+    if not 0 <= index < count:
+        _drop_if_empty(access, "acl")
+        raise ConfigError(f"rule {index}", f"no such rule (there are {count}; appliance acl ls)")
+    if not 0 <= position < count:
+        raise ConfigError("position", f"{position}: expected 0 to {count - 1}")
+    if index == position:
+        return
+    moved = acl[index]
+    del acl[index]
+    if position >= len(acl):
+        acl.append(moved)
+    else:
+        acl.insert(position, moved)
+
+
 def set_enabled(document: tomlkit.TOMLDocument, enabled: bool) -> None:
     _access_table(document)["enabled"] = enabled
 

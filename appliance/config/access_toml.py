@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from appliance.config.access import (
-    ANONYMOUS,
     ANYONE,
-    NAME,
     AccessConfig,
     AclRule,
     Action,
@@ -35,6 +34,8 @@ from appliance.config.toml_keys import TableReader
 from appliance.config.units import parse_time
 from appliance.config.values import parse_host
 from appliance.errors import ConfigError
+from appliance.protocol import access_input as shared
+from appliance.protocol.access_input import AccessInputError
 
 ACCESS_KEYS = ("enabled", "verdict_ttl", "htpasswd_file", "users", "groups", "tokens", "clients", "acl")
 USER_KEYS = ("name", "password_hash", "password_file")
@@ -78,18 +79,27 @@ def format_allow_clients(networks: Sequence[Network]) -> list[str]:
     return [str(network) for network in networks]
 
 
+# The checks are the protocol's (protocol.access_input), shared with the CLI and the dashboard; here
+# their refusals become ConfigErrors naming the file and key.
+
+
+@contextmanager
+def _at(where: str) -> Iterator[None]:
+    try:
+        yield
+    except AccessInputError as exc:
+        raise ConfigError(where, exc.message) from None
+
+
 def check_name(value: object, where: str) -> str:
-    if not isinstance(value, str) or not NAME.fullmatch(value):
-        raise ConfigError(where, f"invalid name {value!r}: letters, digits, '.', '_' and '-', up to 128")
-    return value
+    with _at(where):
+        return shared.check_name(value, where)
 
 
 def check_identity_name(value: object, where: str) -> str:
     """A name something can log in as: ``anonymous`` is the client that did not."""
-    name = check_name(value, where)
-    if name == ANONYMOUS:
-        raise ConfigError(where, f"{ANONYMOUS!r} is reserved for clients that present no identity")
-    return name
+    with _at(where):
+        return shared.check_identity_name(value, where)
 
 
 def parse_access(reader: TableReader, table: Mapping[str, Any]) -> AccessConfig:
@@ -247,30 +257,21 @@ def _token(reader: TableReader, table: Mapping[str, Any], prefix: str) -> RobotT
     )
 
 
+def _check_who(who: str, at: str, groups: frozenset[str]) -> None:
+    with _at(at):
+        shared.check_who(who, groups)
+
+
 def parse_rule(reader: TableReader, table: Mapping[str, Any], prefix: str, groups: frozenset[str]) -> AclRule:
     reader.check_keys(table, ACL_KEYS, prefix)
     _required(reader, table, "who", prefix)
     who = reader.string(table, "who", prefix)
     at = reader.at(prefix + "who")
-    if who.startswith("@"):
-        check_name(who[1:], at)
-        if who[1:] not in groups:
-            raise ConfigError(at, f"no group {who[1:]!r} in access.groups")
-    elif who not in (ANYONE, ANONYMOUS):
-        check_name(who, at)
+    _check_who(who, at, groups)
     if "actions" not in table:
         raise ConfigError(reader.at(prefix + "actions"), "required: a list of pull, push, tunnel, admin")
-    actions = []
-    for text in reader.string_list(table, "actions", prefix):
-        try:
-            actions.append(Action(text.strip().lower()))
-        except ValueError:
-            raise ConfigError(
-                reader.at(prefix + "actions"),
-                f"unknown action {text!r}: expected pull, push, tunnel or admin",
-            ) from None
-    if not actions:
-        raise ConfigError(reader.at(prefix + "actions"), "empty: name at least one action")
+    with _at(reader.at(prefix + "actions")):
+        actions = [Action(a) for a in shared.parse_actions(reader.string_list(table, "actions", prefix))]
     registry = ANYONE
     if "registry" in table:
         text = reader.string(table, "registry", prefix).strip().lower()
@@ -280,18 +281,13 @@ def parse_rule(reader: TableReader, table: Mapping[str, Any], prefix: str, group
         repository = check_glob(reader.string(table, "repository", prefix), reader.at(prefix + "repository"))
     effect = Effect.ALLOW
     if "effect" in table:
-        text = reader.string(table, "effect", prefix)
-        try:
-            effect = Effect(text.strip().lower())
-        except ValueError:
-            raise ConfigError(reader.at(prefix + "effect"), f"{text!r}: expected allow or deny") from None
+        with _at(reader.at(prefix + "effect")):
+            effect = Effect(shared.parse_effect(reader.string(table, "effect", prefix)))
     return AclRule(
         who=who, actions=frozenset(actions), registry=registry, repository=repository, effect=effect
     )
 
 
 def check_glob(value: str, where: str) -> str:
-    text = value.strip().strip("/")
-    if not text or any(c.isspace() or c in "?[]{}\\" for c in text) or "//" in text:
-        raise ConfigError(where, f"invalid repository glob {value!r}: path segments with * and ** only")
-    return text
+    with _at(where):
+        return shared.check_glob(value, where)

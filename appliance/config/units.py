@@ -7,27 +7,14 @@ Times: ``60d``, ``10m``, ``1h30m``, ``90s``, ``500ms``, plain numbers are second
 
 from __future__ import annotations
 
-import math
 import re
 
 from appliance.errors import ConfigError
+from appliance.protocol.access_input import AccessInputError, parse_duration
 
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _SIZE_RE = re.compile(r"(\d+)([kKmMgG]?)")
 
-# Case matters: nginx's "m" is minutes and "M" is months.
-_TIME_UNITS = {
-    "y": 365 * 86400.0,
-    "M": 30 * 86400.0,
-    "w": 7 * 86400.0,
-    "d": 86400.0,
-    "h": 3600.0,
-    "m": 60.0,
-    "s": 1.0,
-    "ms": 0.001,
-}
-_TIME_PART_RE = re.compile(r"(\d+)(ms|y|M|w|d|h|m|s)")
-_PLAIN_NUMBER_RE = re.compile(r"\d+(\.\d+)?")
 # Formatting uses the units whose meaning nobody misreads (no M/y).
 _FORMAT_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
@@ -48,28 +35,13 @@ def parse_size(value: str | int, where: str) -> int:
 
 
 def parse_time(value: str | int | float, where: str) -> float:
-    """Seconds from an nginx time (``1h30m``, ``500ms``) or a non-negative number of seconds."""
-    if isinstance(value, bool):
-        raise ConfigError(where, f"invalid time {value!r}: expected e.g. 60d, 10m, 1h30m, 90s or seconds")
-    if isinstance(value, int | float):
-        if value < 0 or not math.isfinite(value):
-            raise ConfigError(where, f"invalid time {value!r}: must be a non-negative number of seconds")
-        return float(value)
-    text = value.strip()
-    if text.startswith("-"):
-        raise ConfigError(where, f"invalid time {value!r}: must not be negative")
-    if _PLAIN_NUMBER_RE.fullmatch(text):
-        return float(text)
-    position = 0
-    total = 0.0
-    for match in _TIME_PART_RE.finditer(text):
-        if match.start() != position:
-            break
-        total += int(match.group(1)) * _TIME_UNITS[match.group(2)]
-        position = match.end()
-    if position == 0 or position != len(text):
-        raise ConfigError(where, f"invalid time {value!r}: expected e.g. 60d, 10m, 1h30m, 90s or seconds")
-    return total
+    """Seconds from an nginx time (``1h30m``, ``500ms``) or a non-negative number of seconds.
+
+    The parser is the protocol's (the dashboard reads a token's lifetime with it too)."""
+    try:
+        return parse_duration(value, where)
+    except AccessInputError as exc:
+        raise ConfigError(where, exc.message) from None
 
 
 def format_size(size: int) -> str:

@@ -104,6 +104,13 @@ def check_decision(config: Config, check: pa.AccessCheck) -> pa.AccessDecision:
     )
 
 
+def _rule_index(request: web.Request) -> int:
+    text = request.match_info["index"]
+    if not text.isdigit():
+        raise Refused(p.ErrorCode.BAD_REQUEST, f"rule index {text!r} is not a number", "index")
+    return int(text)
+
+
 class AccessEndpoints:
     """The ``/v1/access`` routes for ``engine``, editing through ``edits``."""
 
@@ -119,6 +126,7 @@ class AccessEndpoints:
         app.router.add_post(ACCESS_TOKENS, self.add_token)
         app.router.add_delete(ACCESS_TOKENS + "/{id}", self.remove_token)
         app.router.add_post(ACCESS_ACL, self.add_rule)
+        app.router.add_patch(ACCESS_ACL + "/{index}", self.move_rule)
         app.router.add_delete(ACCESS_ACL + "/{index}", self.remove_rule)
         app.router.add_post(ACCESS_CHECK, self.check)
 
@@ -189,12 +197,17 @@ class AccessEndpoints:
         )
 
     async def remove_rule(self, request: web.Request) -> web.Response:
-        text = request.match_info["index"]
-        if not text.isdigit():
-            raise Refused(p.ErrorCode.BAD_REQUEST, f"rule index {text!r} is not a number", "index")
-        index = int(text)
+        index = _rule_index(request)
         return await self._change(
             f"rule {index} removed", lambda document: access_edit.remove_rule(document, index)
+        )
+
+    async def move_rule(self, request: web.Request) -> web.Response:
+        index = _rule_index(request)
+        move = pa.RuleMove.from_json(await read_body(request))
+        return await self._change(
+            f"rule {index} moved to {move.position}",
+            lambda document: access_edit.move_rule(document, index, move.position),
         )
 
     async def check(self, request: web.Request) -> web.Response:

@@ -19,6 +19,8 @@ from urllib.parse import quote, urlencode
 import aiohttp
 
 from appliance import protocol as p
+from appliance.protocol import access as pa
+from appliance.protocol.endpoints import ACCESS, ACCESS_ACL, ACCESS_CHECK, ACCESS_TOKENS, ACCESS_USERS
 
 T = TypeVar("T")
 P = TypeVar("P", bound=p.Payload)
@@ -162,6 +164,38 @@ class ControlClient:
 
     async def reload(self) -> p.ConfigChange:
         return await self._call("POST", p.CONFIG_RELOAD, p.ConfigChange)
+
+    # -- access control (hashes and token digests only: the caller made them) -------------------
+
+    async def access(self) -> pa.AccessView:
+        return await self._call("GET", ACCESS, pa.AccessView)
+
+    async def add_user(self, edit: pa.UserEdit) -> p.ConfigChange:
+        return await self._call("POST", ACCESS_USERS, p.ConfigChange, edit)
+
+    async def set_password(self, edit: pa.UserEdit) -> p.ConfigChange:
+        return await self._call("PATCH", f"{ACCESS_USERS}/{quote(edit.name, safe='')}", p.ConfigChange, edit)
+
+    async def remove_user(self, name: str) -> p.ConfigChange:
+        return await self._call("DELETE", f"{ACCESS_USERS}/{quote(name, safe='')}", p.ConfigChange)
+
+    async def add_token(self, edit: pa.TokenEdit) -> p.ConfigChange:
+        return await self._call("POST", ACCESS_TOKENS, p.ConfigChange, edit)
+
+    async def remove_token(self, token_id: str) -> p.ConfigChange:
+        return await self._call("DELETE", f"{ACCESS_TOKENS}/{quote(token_id, safe='')}", p.ConfigChange)
+
+    async def add_rule(self, edit: pa.RuleEdit) -> p.ConfigChange:
+        return await self._call("POST", ACCESS_ACL, p.ConfigChange, edit)
+
+    async def move_rule(self, index: int, position: int) -> p.ConfigChange:
+        return await self._call("PATCH", f"{ACCESS_ACL}/{index}", p.ConfigChange, pa.RuleMove(position))
+
+    async def remove_rule(self, index: int) -> p.ConfigChange:
+        return await self._call("DELETE", f"{ACCESS_ACL}/{index}", p.ConfigChange)
+
+    async def check_access(self, check: pa.AccessCheck) -> pa.AccessDecision:
+        return await self._call("POST", ACCESS_CHECK, pa.AccessDecision, check)
 
     # -- cache ---------------------------------------------------------------------------------
 

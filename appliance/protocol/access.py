@@ -98,6 +98,13 @@ class RuleEdit(Payload):
 
 
 @dataclass(frozen=True, slots=True)
+class RuleMove(Payload):
+    """``PATCH access/acl/{index}``: the rule at ``index`` moves to ``position`` (its index afterwards)."""
+
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
 class AccessCheck(Payload):
     """Would ``identity`` be allowed ``action`` on ``registry``/``repository``?  (``acl check``)"""
 

@@ -18,7 +18,7 @@ CREDENTIALS = f"{PREFIX}/config/credentials"  # PUT set; DELETE ?scope=
 ACCESS = f"{PREFIX}/access"  # GET the view
 ACCESS_USERS = f"{PREFIX}/access/users"  # POST add; PATCH/DELETE .../{name}
 ACCESS_TOKENS = f"{PREFIX}/access/tokens"  # POST add; DELETE .../{id}
-ACCESS_ACL = f"{PREFIX}/access/acl"  # POST add; DELETE .../{index}
+ACCESS_ACL = f"{PREFIX}/access/acl"  # POST add; PATCH (move) / DELETE .../{index}
 ACCESS_CHECK = f"{PREFIX}/access/check"  # POST: what the ACL decides
 CACHE_IMAGES = f"{PREFIX}/cache/images"
 CACHE_PURGE = f"{PREFIX}/cache/purge"

@@ -131,6 +131,11 @@ def test_acl_rules_in_order_and_check_exit_status(
     assert "no access rule allows it" in capsys.readouterr().out
     assert run(["acl", "add", "@ghosts", "pull", *flags], monkeypatch) == 2
     assert "no group 'ghosts'" in capsys.readouterr().err
+    assert run(["acl", "mv", "0", "1", *flags], monkeypatch) == 0  # the deny now comes too late
+    assert run(["acl", "check", "mallory", "docker.io", "library/alpine", "pull", *flags], monkeypatch) == 0
+    assert run(["acl", "mv", "1", "0", *flags], monkeypatch) == 0
+    assert run(["acl", "mv", "0", "7", *flags], monkeypatch) == 2
+    assert "position" in capsys.readouterr().err
     assert run(["acl", "rm", "0", *flags], monkeypatch) == 0
     assert run(["acl", "check", "mallory", "docker.io", "library/alpine", "pull", *flags], monkeypatch) == 0
 

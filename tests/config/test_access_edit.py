@@ -60,6 +60,22 @@ def test_adding_a_rule_before_the_first_keeps_every_comment(tmp_path: Path) -> N
     assert access.acl[0].effect is Effect.DENY and access.enabled
 
 
+def test_moving_a_rule_reorders_the_file_and_keeps_the_comment_inside_it(tmp_path: Path) -> None:
+    bob = AclRule("bob", frozenset({Action.PULL}), effect=Effect.DENY)
+
+    def change(doc: tomlkit.TOMLDocument) -> None:
+        access_edit.add_rule(doc, bob, None)
+        access_edit.move_rule(doc, 1, 0)
+
+    text, access = edited(tmp_path, change)
+    assert [r.who for r in access.acl] == ["bob", "*"]
+    assert "# the first rule" in text and "# access is on: keep this comment" in text
+    with pytest.raises(ConfigError, match="position"):
+        edited(tmp_path, lambda doc: access_edit.move_rule(doc, 0, 1))
+    with pytest.raises(ConfigError, match="no such rule"):
+        edited(tmp_path, lambda doc: access_edit.move_rule(doc, 3, 0))
+
+
 def test_a_user_joins_existing_and_new_groups_and_leaves_them_when_removed(tmp_path: Path) -> None:
     base = TEXT + '\n[[access.groups]]\nname = "ops"  # the on-call people\nmembers = ["carol"]\n'
     text, access = edited(

@@ -134,3 +134,25 @@ async def test_removing_what_does_not_exist_is_an_error(running: Running) -> Non
         with pytest.raises(ControlError) as caught:
             await running.client._call("DELETE", path, p.ConfigChange)
         assert "no such" in str(caught.value)
+
+
+async def test_a_rule_moved_through_the_socket_decides_from_its_new_place(running: Running) -> None:
+    client = running.client
+    await client.add_rule(pa.RuleEdit(who="*", actions=("pull",)))
+    await client.add_rule(pa.RuleEdit(who="bob", actions=("pull",), effect="deny"))
+    bob = pa.AccessCheck(identity="bob", registry="docker.io", repository="library/alpine", action="pull")
+    assert (await client.check_access(bob)).allowed  # "*" matches first
+    change = await client.move_rule(1, 0)
+    assert change.applied and "moved" in change.message
+    shown = await client.access()
+    assert [(r.index, r.who) for r in shown.acl] == [(0, "bob"), (1, "*")]
+    decision = await client.check_access(bob)
+    assert (decision.allowed, decision.rule) == (False, 0)
+    before = running.config_path.read_bytes()
+    for index, position in ((5, 0), (0, 2)):
+        with pytest.raises(ControlError) as caught:
+            await client.move_rule(index, position)
+        assert caught.value.status == 422 and (
+            "no such rule" in str(caught.value) or "position" in str(caught.value)
+        )
+    assert running.config_path.read_bytes() == before

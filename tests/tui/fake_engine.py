@@ -18,6 +18,8 @@ from typing import Any
 from aiohttp import web
 
 from appliance import protocol as p
+from appliance.protocol import access as pa
+from appliance.protocol.endpoints import ACCESS
 
 RECORDING = Path(__file__).parent / "data" / "recorded.json"
 
@@ -31,6 +33,7 @@ def load_recording() -> dict[str, Any]:
     p.ConfigView.from_json(data["config"])
     p.EnvView.from_json(data["env"])
     p.ImageList.from_json(data["images"])
+    pa.AccessView.from_json(data["access"])
     for event in data["events"]:
         p.EventRecord.from_json(event)
     return data
@@ -60,6 +63,7 @@ class FakeEngine:
         app.router.add_get(p.CONFIG, answer("config"))
         app.router.add_get(p.CONFIG_ENV, answer("env"))
         app.router.add_get(p.CACHE_IMAGES, answer("images"))
+        app.router.add_get(ACCESS, answer("access"))
         app.router.add_get(p.EVENTS, self._events)
         return app
 

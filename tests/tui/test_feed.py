@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from appliance import protocol as p
-from tui.feed import STATUS_GROUPS, EventFeed, RowFilter
+from tui.feed import NO_IDENTITY, STATUS_GROUPS, EventFeed, RowFilter
 
 
 def _event(i: int, status: p.EventStatus = p.EventStatus.HIT, registry: str = "ghcr.io") -> p.EventRecord:
@@ -63,3 +63,43 @@ def test_version_changes_only_when_rows_arrive_and_engine_drops_are_kept() -> No
     feed.extend([_event(2)], dropped=3)  # an older frame's count never lowers it
     assert feed.version == 2 and feed.engine_dropped == 7
     assert feed.registries == {"ghcr.io"}
+
+
+def _decision(i: int, identity: str, access: str) -> p.EventRecord:
+    return p.EventRecord(
+        time=float(i),
+        client="10.0.0.1",
+        registry="ghcr.io",
+        repository="team/app",
+        kind=p.EventKind.MANIFEST,
+        reference="latest",
+        status=p.EventStatus.ERROR if access not in ("", "allowed") else p.EventStatus.HIT,
+        identity=identity,
+        access=access,
+        access_reason="no access rule allows it" if access == "denied" else "",
+    )
+
+
+def test_the_audit_filter_keeps_only_refused_decisions_and_the_identity_filter_one_identity() -> None:
+    feed = EventFeed()
+    feed.extend(
+        [
+            _decision(1, "alice", "allowed"),
+            _decision(2, "bob", "denied"),
+            _decision(3, "", "unauthenticated"),
+            _decision(4, "ci", "limited"),
+            _decision(5, "", ""),  # access control off: no decision taken
+            _decision(6, "bob", "allowed"),
+        ]
+    )
+
+    def times(wanted: RowFilter) -> list[float]:
+        return [r.record.time for r in feed.view(wanted, newest_first=False, limit=10)]
+
+    assert times(RowFilter(audit=True)) == [2.0, 3.0, 4.0]
+    assert times(RowFilter(identity="bob")) == [2.0, 6.0]
+    assert times(RowFilter(identity=NO_IDENTITY)) == [3.0, 5.0]
+    assert times(RowFilter(identity="bob", audit=True)) == [2.0]
+    assert times(RowFilter(text="no access rule")) == [2.0]  # the reason is searchable
+    assert RowFilter(audit=True).active and RowFilter(identity="bob").active
+    assert feed.identities == {"alice", "bob", "ci", NO_IDENTITY}

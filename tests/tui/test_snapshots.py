@@ -1,4 +1,5 @@
-"""Snapshots of the dashboard, the registries editor and the disconnected screen at 80x24 and 160x48.
+"""Snapshots of the dashboard, the registries and access editors and the disconnected screen at 80x24
+and 160x48.
 
 Why a replayed recording and not the real engine: snapshots must be identical on every run, and a real
 engine has a live clock (uptime, event times), a fresh CA fingerprint per start and pull timings that
@@ -26,6 +27,7 @@ from textual.pilot import Pilot
 
 from tests.tui.fake_engine import FakeEngine
 from tui.app import DashboardApp
+from tui.screens.access import AccessScreen
 from tui.screens.forms import RegistryForm
 from tui.screens.registries import RegistriesScreen
 from tui.widgets.event_table import EventTable
@@ -136,6 +138,21 @@ def test_registry_form_snapshot(snap_compare: Any, fake_engine: FakeEngine, size
         await _until(_form_ready, settle=False)(pilot)
         await pilot.wait_for_scheduled_animations()
         await pilot.pause()
+
+    assert snap_compare(_app(fake_engine.socket_path), terminal_size=size, run_before=run_before)
+
+
+def _access_ready(app: DashboardApp) -> bool:
+    screen = app.screen
+    return isinstance(screen, AccessScreen) and screen.view is not None
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_access_editor_snapshot(snap_compare: Any, fake_engine: FakeEngine, size: tuple[int, int]) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await _until(_dashboard_ready)(pilot)
+        await pilot.press("a")
+        await _until(_access_ready)(pilot)
 
     assert snap_compare(_app(fake_engine.socket_path), terminal_size=size, run_before=run_before)
 

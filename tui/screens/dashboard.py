@@ -24,9 +24,12 @@ class DashboardScreen(Screen[None]):
         Binding("slash", "focus_filter", "Filter"),
         Binding("s", "cycle_status", "Status filter", show=False),
         Binding("g", "cycle_registry", "Registry filter", show=False),
+        Binding("d", "toggle_audit", "Audit"),
+        Binding("i", "cycle_identity", "Who"),
         Binding("x", "clear_filters", "Clear filters", show=False),
         Binding("r", "app.registries", "Registries"),
         Binding("c", "app.cache", "Cache"),
+        Binding("a", "app.access", "Access"),
         Binding("e", "app.env", "Env vars"),
     ]
 
@@ -65,6 +68,12 @@ class DashboardScreen(Screen[None]):
 
     def action_cycle_registry(self) -> None:
         self.query_one(FilterBar).cycle_registry()
+
+    def action_toggle_audit(self) -> None:
+        self.query_one(FilterBar).toggle_audit()
+
+    def action_cycle_identity(self) -> None:
+        self.query_one(FilterBar).cycle_identity()
 
     def action_clear_filters(self) -> None:
         self.query_one(FilterBar).clear()

@@ -33,7 +33,7 @@ from tui.forms_model import (
 from tui.state import holder
 
 
-def _field(label: str, widget: Any, name: str, hint: str = "") -> ComposeResult:
+def field_group(label: str, widget: Any, name: str, hint: str = "") -> ComposeResult:
     yield Label(label, classes="field-label")
     yield widget
     if hint:
@@ -41,7 +41,7 @@ def _field(label: str, widget: Any, name: str, hint: str = "") -> ComposeResult:
     yield Static("", id=f"error-{name}", classes="field-error")
 
 
-class _Form(ModalScreen[p.ConfigChange | None]):
+class EngineForm(ModalScreen[p.ConfigChange | None]):
     """Shared plumbing: inline errors, save/cancel keys, the engine call in a worker."""
 
     BINDINGS = [
@@ -99,7 +99,7 @@ class _Form(ModalScreen[p.ConfigChange | None]):
         return change
 
 
-class RegistryForm(_Form):
+class RegistryForm(EngineForm):
     FIELDS = REGISTRY_FIELDS
 
     def __init__(self, existing: p.RegistryView | None = None) -> None:
@@ -114,48 +114,50 @@ class RegistryForm(_Form):
             yield Static(title, classes="dialog-title")
             host = Input(v.host, placeholder="registry.example.com or host:5000", id="host")
             host.disabled = self.existing is not None
-            yield from _field("Host", host, "host", "cannot be renamed later" if not self.existing else "")
-            yield from _field(
+            yield from field_group(
+                "Host", host, "host", "cannot be renamed later" if not self.existing else ""
+            )
+            yield from field_group(
                 "Aliases",
                 Input(v.aliases, placeholder="other names, comma separated", id="aliases"),
                 "aliases",
             )
-            yield from _field(
+            yield from field_group(
                 "Auth hosts",
                 Input(v.auth_hosts, placeholder="token realms to send credentials to", id="auth_hosts"),
                 "auth_hosts",
             )
-            yield from _field(
+            yield from field_group(
                 "Scheme",
                 Select(
                     [("https", "https"), ("http", "http")], value=v.scheme, allow_blank=False, id="scheme"
                 ),
                 "scheme",
             )
-            yield from _field(
+            yield from field_group(
                 "TLS",
                 Checkbox("Do not verify the upstream certificate (insecure)", v.insecure, id="insecure"),
                 "insecure",
             )
-            yield from _field(
+            yield from field_group(
                 "CA file",
                 Input(v.ca_file, placeholder="PEM bundle for this registry", id="ca_file"),
                 "ca_file",
             )
-            yield from _field(
+            yield from field_group(
                 "Push",
                 Select([(t, t) for t in TRISTATE], value=v.allow_push, allow_blank=False, id="allow_push"),
                 "allow_push",
                 "default: the global allow_push",
             )
-            yield from _field(
+            yield from field_group(
                 "Cache tags",
                 Select(
                     [(t, t) for t in TRISTATE], value=v.manifest_cache, allow_blank=False, id="manifest_cache"
                 ),
                 "manifest_cache",
             )
-            yield from _field(
+            yield from field_group(
                 "Tag TTL", Input(v.tag_ttl, placeholder="e.g. 10m, 1h30m, 60d", id="tag_ttl"), "tag_ttl"
             )
             yield from self._buttons()
@@ -213,7 +215,7 @@ STORES = (
 )
 
 
-class CredentialForm(_Form):
+class CredentialForm(EngineForm):
     FIELDS = CREDENTIAL_FIELDS
 
     def __init__(self, scope: str = "", username: str = "") -> None:
@@ -224,23 +226,23 @@ class CredentialForm(_Form):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="form", classes="dialog"):
             yield Static("Set a credential", classes="dialog-title")
-            yield from _field(
+            yield from field_group(
                 "Scope",
                 Input(self.scope, placeholder="host[:port] or host/repository/prefix", id="scope"),
                 "scope",
             )
-            yield from _field("Username", Input(self.username, id="username"), "username")
-            yield from _field(
+            yield from field_group("Username", Input(self.username, id="username"), "username")
+            yield from field_group(
                 "Password",
                 Input(password=True, placeholder="never shown, never sent back", id="password"),
                 "password",
             )
-            yield from _field(
+            yield from field_group(
                 "Store",
                 Select(STORES, value=p.SecretStoreName.TOML.value, allow_blank=False, id="store"),
                 "store",
             )
-            yield from _field(
+            yield from field_group(
                 "Password file",
                 Input(placeholder="path of a file holding the password", id="reference"),
                 "reference",

@@ -28,7 +28,14 @@ def binding_rows(bindings: Iterable[BindingType]) -> list[tuple[str, str]]:
 
 
 def _key_label(key: str) -> str:
-    return {"slash": "/", "question_mark": "?", "space": "space", "delete": "del"}.get(key, key)
+    return {
+        "slash": "/",
+        "question_mark": "?",
+        "space": "space",
+        "delete": "del",
+        "left_square_bracket": "[",
+        "right_square_bracket": "]",
+    }.get(key, key)
 
 
 def help_table(sections: Sequence[Section]) -> Table:

@@ -15,6 +15,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
 
 from appliance import protocol as p
+from appliance.protocol.events import AccessResult
 from tui import format as fmt
 from tui.feed import Row, RowFilter
 from tui.state import holder
@@ -25,6 +26,7 @@ DEFAULT_MAX_ROWS = 200
 COLUMNS = (
     ("Time", "time", 8, 8),
     ("Status", "status", 11, 11),
+    ("Who", "who", 12, 8),
     ("Registry", "registry", 22, 12),
     ("Repository", "repository", 0, 12),
     ("Reference", "reference", 19, 13),
@@ -33,35 +35,55 @@ COLUMNS = (
 )
 _CELL_PADDING = 2  # DataTable pads each cell by one column on each side
 _ROOMY_REPOSITORY = 24
+_LEAST_IMAGE = 16
+# How the Who cell reads for a refused decision; allowed ones (and none) keep the row's colours.
+ACCESS_STYLES: dict[str, str] = {
+    AccessResult.DENIED.value: "bold red",
+    AccessResult.UNAUTHENTICATED.value: "bold red",
+    AccessResult.LIMITED.value: "bold yellow",
+}
 
 
 def column_widths(width: int) -> dict[str, int]:
-    """Fit the columns into ``width`` cells: shrink reference and registry first, give the rest to repository.
+    """Fit the columns into ``width`` cells: shrink reference, who and registry first, give the rest to
+    repository.
 
     When even that leaves the repository cramped (80 columns), registry and repository share one
-    ``Image`` column (``registry/repository``), so every column still fits without scrolling sideways.
+    ``Image`` column (``registry/repository``); if that is still too narrow, the Took column goes, so
+    every other column still fits without scrolling sideways.
     """
-    usable = max(0, width - 2 - _CELL_PADDING * len(COLUMNS))  # 2: the vertical scrollbar
     widths = {key: full for _label, key, full, _least in COLUMNS}
-    spare = usable - sum(widths.values())
-    for key in ("reference", "registry"):
-        if spare >= _ROOMY_REPOSITORY:
+
+    def spare() -> int:
+        return width - 2 - _CELL_PADDING * len(widths) - sum(widths.values())  # 2: the scrollbar
+
+    for key in ("reference", "who", "registry"):
+        if spare() >= _ROOMY_REPOSITORY:
             break
         least = next(c[3] for c in COLUMNS if c[1] == key)
-        give = min(widths[key] - least, _ROOMY_REPOSITORY - spare)
-        widths[key] -= give
-        spare += give
-    if spare >= 16:
-        widths["repository"] = spare
+        widths[key] -= min(widths[key] - least, _ROOMY_REPOSITORY - spare())
+    if spare() >= _LEAST_IMAGE:
+        widths["repository"] = spare()
         return widths
     # One column fewer: its padding and the registry's width go to the image name.
-    widths["image"] = max(12, spare + widths.pop("registry") + _CELL_PADDING)
-    widths.pop("repository")
+    del widths["registry"], widths["repository"]
+    widths["image"] = 0
+    if spare() < _LEAST_IMAGE:
+        del widths["took"]
+    widths["image"] = max(12, spare())
     return widths
 
 
 def status_text(status: p.EventStatus) -> Text:
     return Text(status.value, style=fmt.STATUS_STYLES.get(status, ""))
+
+
+def who_text(record: p.EventRecord, width: int) -> Text:
+    """The identity, or a dim dash for none; red or yellow when the decision refused the request."""
+    style = ACCESS_STYLES.get(record.access, "")
+    if not record.identity:
+        return Text("-", style=style or "dim")
+    return Text(fmt.cut(record.identity, width), style=style)
 
 
 def row_cells(record: p.EventRecord, widths: dict[str, int]) -> tuple[Text | str, ...]:
@@ -73,13 +95,15 @@ def row_cells(record: p.EventRecord, widths: dict[str, int]) -> tuple[Text | str
             fmt.cut(record.registry, widths["registry"]),
             fmt.cut(record.repository, widths["repository"]),
         )
+    took = (Text(fmt.duration(record.duration), justify="right"),) if "took" in widths else ()
     return (
         fmt.clock(record.time),
         status_text(record.status),
+        who_text(record, widths["who"]),
         *names,
         fmt.reference(record.reference, widths["reference"]),
         Text(size, justify="right"),
-        Text(fmt.duration(record.duration), justify="right"),
+        *took,
     )
 
 

@@ -1,4 +1,5 @@
-"""Above the request table: a text filter and two choices (status group, registry) cycled by key or click."""
+"""Above the request table: a text filter and choices (status group, registry, who, audit) cycled by key
+or click."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from tui.messages import FilterChanged
 from tui.state import holder
 
 ALL = "all"
+# The audit choice: every decision, or only the refused ones (denied, unauthenticated, limited).
+REFUSED = "refused"
 
 
 class FilterChoice(Static):
@@ -63,18 +66,30 @@ class FilterBar(Horizontal):
     """
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="filter: repository, reference, client…  (/)", id="filter-text")
+        yield Input(placeholder="filter: repository, reference, client, who…  (/)", id="filter-text")
         yield FilterChoice("status", id="filter-status")
         yield FilterChoice("registry", id="filter-registry")
+        yield FilterChoice("who", id="filter-identity")
+        yield FilterChoice("audit", id="filter-audit")
 
     def on_mount(self) -> None:
         self.query_one("#filter-status", FilterChoice).set_values(list(STATUS_GROUPS))
+        self.query_one("#filter-audit", FilterChoice).set_values([REFUSED])
         holder(self).changed.subscribe(self, self._changed)
         self._refresh_registries()
+        self._refresh_identities()
 
     def _changed(self, topic: str) -> None:
         if topic in ("config", "events"):
             self._refresh_registries()
+        if topic == "events":
+            self._refresh_identities()
+
+    def _refresh_identities(self) -> None:
+        choice = self.query_one("#filter-identity", FilterChoice)
+        wanted = sorted(holder(self).feed.identities)
+        if wanted != choice.values[1:]:
+            choice.set_values(wanted)
 
     def _refresh_registries(self) -> None:
         state = holder(self).state
@@ -97,17 +112,26 @@ class FilterBar(Horizontal):
     def cycle_registry(self) -> None:
         self.query_one("#filter-registry", FilterChoice).cycle()
 
+    def cycle_identity(self) -> None:
+        self.query_one("#filter-identity", FilterChoice).cycle()
+
+    def toggle_audit(self) -> None:
+        self.query_one("#filter-audit", FilterChoice).cycle()
+
     def clear(self) -> None:
         self.query_one("#filter-text", Input).value = ""
-        self.query_one("#filter-status", FilterChoice).reset()
-        self.query_one("#filter-registry", FilterChoice).reset()
+        for choice in self.query(FilterChoice):
+            choice.reset()
         self.post_message(FilterChanged())
 
     def current(self) -> RowFilter:
         status = self.query_one("#filter-status", FilterChoice).value
         registry = self.query_one("#filter-registry", FilterChoice).value
+        identity = self.query_one("#filter-identity", FilterChoice).value
         return RowFilter(
             registry="" if registry == ALL else registry,
             statuses=STATUS_GROUPS.get(status, frozenset()),
             text=self.query_one("#filter-text", Input).value.strip(),
+            identity="" if identity == ALL else identity,
+            audit=self.query_one("#filter-audit", FilterChoice).value == REFUSED,
         )
