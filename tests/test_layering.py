@@ -40,7 +40,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "oci": BASICS,
     "events": BASICS | {"oci"},
     "stats": BASICS | {"oci", "events"},
-    "config": BASICS,
+    # protocol/units_text: the config file's time spelling, which the dashboard shows in its forms too.
+    "config": BASICS | {"protocol"},
     "accesslog": VOCABULARY | {"config"},
     "cache": VOCABULARY | {"config"},
     "upstream": VOCABULARY | {"config"},
