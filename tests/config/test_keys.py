@@ -169,3 +169,12 @@ def test_every_variable_and_key_is_documented() -> None:
         for name in key.env:
             assert f"`{name}`" in configuration, name
         assert f"{key.name} =" in example, key.dotted
+
+
+@pytest.mark.parametrize("key", KEYS, ids=lambda key: key.dotted)
+def test_a_row_says_nothing_its_formats_would_ignore(key: ConfigKey) -> None:
+    assert bool(key.env) == (key.export in (Export.ALWAYS, Export.CHANGED))
+    if key.kind is Kind.WHOLE:
+        assert key.parse is not None  # an integer's range is the key's own
+    elif key.kind is not Kind.TEXT:
+        assert key.parse is None  # the kind alone says how the value reads
