@@ -1,6 +1,6 @@
 """The access log: one line per request event, text (status first, like the seed's) or JSON.
 
-Client-chosen text arrives escaped (``EventDraft.event``), so a line is always exactly one line.
+Client-chosen text arrives escaped (``registry.outcome.event``), so a line is always exactly one line.
 """
 
 from __future__ import annotations

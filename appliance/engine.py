@@ -19,9 +19,10 @@ from appliance.cache.lock import CacheLock
 from appliance.config.model import Config, split_host_port
 from appliance.errors import ApplianceError, ConfigError
 from appliance.events import EventBus
-from appliance.front import tunnel_policy
+from appliance.front import client_ca, tunnel_policy
 from appliance.front.blind_tunnel import BlindTunnels
 from appliance.front.ca import CertificateAuthority
+from appliance.front.identity import ClientIdentification
 from appliance.front.intermediate import InterceptionCertificates, intercepted_names
 from appliance.front.leaf_certs import LeafCertificates
 from appliance.front.router import Router
@@ -75,6 +76,11 @@ class Engine:
         self.events.add_listener(self.access_log)
         self.stats = Stats()
         self.events.add_listener(self.stats)
+        # Checks client credentials; the identification turns them into identities per request.
+        self.authenticator = Authenticator(self.config.access)
+        self.identification = ClientIdentification(
+            config=lambda: self.config, authenticator=self.authenticator
+        )
         self.router = Router(
             config=lambda: self.config,
             proxy=self.proxy,
@@ -86,6 +92,7 @@ class Engine:
             events=self.events,
             upstream=self.upstream,
             started=self.started,
+            identification=self.identification,
         )
         self.tunnels = BlindTunnels(config=lambda: self.config)
         self.door = FrontDoor(
@@ -95,9 +102,9 @@ class Engine:
             timeouts=self.config.timeouts,
             limits=self.config.limits,
             floor=client_floor(self.config.allow_clients, self.config.access.enabled),
+            identify=self.router.identify_connect,
+            certificate_identity=self.identification.certificate_identity,
         )
-        # Checks client credentials (the front door calls it once identity is wired in, issue 17).
-        self.authenticator = Authenticator(self.config.access)
         self.own_addresses: set[str] = set()
         self.cache_lock = CacheLock(self.config.cache_dir)
         self._background = OwnedTasks()
@@ -151,11 +158,25 @@ class Engine:
                 context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigError(str(config.tls_cert_file), f"cannot use it for tls_listen: {exc}") from None
+            if client_ca.trust_client_ca(context, config.ca_dir):
+                log.info(
+                    "the TLS listener accepts client certificates from %s", config.ca_dir / "client-ca.crt"
+                )
             return context
         host = config.tls_listen[0] if config.tls_listen else "localhost"
+        # Client certificates from the client CA (if there is one yet) identify Docker Engine and
+        # other mirror clients that cannot send a password; every context the listener's SNI
+        # callback switches to must ask for them too, or OpenSSL verifies against its empty store.
+        trusts = client_ca.trust_client_ca(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), config.ca_dir)
+
+        def ask_for_client_certificates(context: ssl.SSLContext) -> None:
+            client_ca.trust_client_ca(context, config.ca_dir)
+
         # Signed by the root, not the constrained intermediate: the names clients reach the
         # appliance by are not registries and are not known in advance (docs/security.md).
-        leaves = LeafCertificates(self.ca)
+        leaves = LeafCertificates(self.ca, configure=ask_for_client_certificates if trusts else None)
+        if trusts:
+            log.info("the TLS listener accepts client certificates from %s", config.ca_dir / "client-ca.crt")
         return leaves.sni_server_context("localhost" if host in ("", "*", "0.0.0.0", "::") else host)
 
     async def close(self) -> None:

@@ -13,9 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from appliance.logsafe import shown
-from appliance.oci import Endpoint, Route
-
 
 class CacheStatus(StrEnum):
     HIT = "HIT"
@@ -153,54 +150,6 @@ class EventBus:
 
     def recent(self) -> list[Event]:
         return list(self._ring)
-
-
-@dataclass(slots=True)
-class EventDraft:
-    """The event being built while one request is served; ``event()`` freezes it."""
-
-    client: str
-    registry: str
-    method: str
-    route: Route
-    path_qs: str
-    authorization: str | None = None  # what goes upstream as the client's own Authorization
-    started: float = field(default_factory=time.monotonic)
-    status: CacheStatus = CacheStatus.BYPASS
-    http_status: int = 200
-    bytes: int = 0
-    upstream_status: int | None = None
-    message: str = ""
-    kind_override: RequestKind | None = None
-
-    def kind(self) -> RequestKind:
-        if self.kind_override is not None:
-            return self.kind_override
-        return {
-            Endpoint.BLOB: RequestKind.BLOB,
-            Endpoint.MANIFEST: RequestKind.MANIFEST,
-            Endpoint.TAGS: RequestKind.TAG,
-            Endpoint.UPLOAD: RequestKind.UPLOAD,
-        }.get(self.route.endpoint, RequestKind.OTHER)
-
-    def event(self) -> Event:
-        # Text a client may have chosen is escaped once here, for every listener and subscriber:
-        # no forged access-log line, no control character on a dashboard.
-        return Event(
-            time=time.time(),
-            client=self.client,
-            registry=self.registry,
-            repository=shown(self.route.repository, 300),
-            kind=self.kind(),
-            reference=shown(self.route.reference),
-            status=self.status,
-            method=shown(self.method, 20),
-            http_status=self.http_status,
-            bytes=self.bytes,
-            duration=time.monotonic() - self.started,
-            upstream_status=self.upstream_status,
-            message=shown(self.message, 1000),
-        )
 
 
 def now() -> float:

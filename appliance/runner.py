@@ -55,7 +55,9 @@ async def serve(
     log.info("registry-appliance %s listening on %s; intercepting %s", __version__, addresses, served)
     log.info("CA %s (fingerprint %s)", config.ca_cert_path, ca.fingerprint_sha256)
     listening = (config.listen_host, *((config.tls_listen[0],) if config.tls_listen else ()))
-    if exposed := exposure_warning(listening, engine.door.floor, client_auth=IDENTITY_ENFORCED):
+    if exposed := exposure_warning(
+        listening, engine.door.floor, client_auth=config.access.enabled and IDENTITY_ENFORCED
+    ):
         log.warning("%s", exposed)
     if ready is not None:
         ready.set()

@@ -29,8 +29,9 @@ PRIVATE_NETWORKS: tuple[Network, ...] = tuple(
     )
 )
 
-# Flipped when the front door checks every request's identity (see ``client_floor``).
-IDENTITY_ENFORCED = False
+# The front door checks every CONNECT's, absolute-form and mirror request's identity (407/401
+# without one: front/identity.py), so ``access.enabled`` may open the floor (see ``client_floor``).
+IDENTITY_ENFORCED = True
 
 
 def parse_address(text: str) -> Address | None:
@@ -96,7 +97,7 @@ def exposure_warning(listen_hosts: tuple[str, ...], floor: ClientFloor, client_a
 
 
 def client_floor(allow_clients: tuple[Network, ...] | None, access_enabled: bool) -> ClientFloor:
-    """The floor the engine runs with.  Identity is not yet checked on the request path (issue 17
-    items 2 and 3 wire it), so until it is, ``access.enabled`` must not open the floor to everyone:
-    the default stays private networks only whatever ``[access]`` says."""
+    """The floor the engine runs with: with client authentication on, every request needs an
+    identity (the front door refuses it otherwise), so the default floor opens to anyone;
+    ``allow_clients`` still narrows it."""
     return floor_for(allow_clients, client_auth=access_enabled and IDENTITY_ENFORCED)

@@ -285,6 +285,7 @@ EXTENSIONS = (
     "appliance.cli.cache",
     "appliance.cli.tui",
     "appliance.cli.access",
+    "appliance.cli.client_cert",
 )
 _GROUP_HELP = {"config": "convert and check the configuration", "ca": "the interception CA"}
 

@@ -106,13 +106,21 @@ class CertificateAuthority:
 
     @classmethod
     def create(
-        cls, cert_path: Path, key_path: Path, *, lifetime: datetime.timedelta = CA_LIFETIME
+        cls,
+        cert_path: Path,
+        key_path: Path,
+        *,
+        lifetime: datetime.timedelta = CA_LIFETIME,
+        label: str = "CA",
+        path_length: int = ROOT_PATH_LENGTH,
     ) -> CertificateAuthority:
-        """Create a new CA and write it: key 0600 (atomically, never readable by others), then cert."""
+        """Create a new CA and write it: key 0600 (atomically, never readable by others), then cert.
+
+        ``label`` tells CAs apart by name (``CA``, ``client CA``)."""
         key = new_key()
         now = utcnow()
         host = socket.gethostname() or "localhost"  # no DNS lookup: that can hang for seconds
-        common_name = f"registry-appliance CA {host} {now:%Y-%m-%d}"[:CN_MAX]
+        common_name = f"registry-appliance {label} {host} {now:%Y-%m-%d}"[:CN_MAX]
         name = x509.Name(
             [
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, APPLIANCE_ORGANIZATION),
@@ -122,7 +130,7 @@ class CertificateAuthority:
                 x509.NameAttribute(NameOID.COMMON_NAME, common_name),
             ]
         )
-        cert = build_root(key, name, now=now, lifetime=lifetime)
+        cert = build_root(key, name, now=now, lifetime=lifetime, path_length=path_length)
         key_pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )

@@ -94,6 +94,7 @@ class LeafCertificates:
         lifetime: datetime.timedelta = datetime.timedelta(days=30),
         renew_before: datetime.timedelta = datetime.timedelta(days=7),
         clock: Clock = utcnow,
+        configure: Callable[[ssl.SSLContext], None] | None = None,
     ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
@@ -105,6 +106,8 @@ class LeafCertificates:
         self.renew_before = renew_before
         self.minted = 0
         self.hits = 0
+        # Applied to every context minted (the TLS listener asks for client certificates this way).
+        self.configure = configure
         self._clock = clock
         self._leaves: OrderedDict[str, _Leaf] = OrderedDict()
         # Mints run in executor threads while the loop thread reads the store.
@@ -160,6 +163,8 @@ class LeafCertificates:
                 sslobj.context = self.server_context(default_name)
 
         context.sni_callback = by_name
+        if self.configure is not None:
+            self.configure(context)
         return context
 
     def _cached(self, name: str) -> ssl.SSLContext | None:
@@ -176,6 +181,9 @@ class LeafCertificates:
         cert, key_pem = mint_leaf(self.ca, name, now=now, lifetime=self.lifetime)
         cert_pem = cert.public_bytes(serialization.Encoding.PEM)
         context = server_context_from_pem(cert_pem + self.ca.chain_pem(), key_pem)
+        context.sni_callback = remember_sni
+        if self.configure is not None:
+            self.configure(context)
         not_after = cert.not_valid_after_utc
         renew_at = not_after - self.renew_before
         if renew_at <= now:
@@ -190,6 +198,18 @@ class LeafCertificates:
             while len(self._leaves) > self.max_entries:
                 self._leaves.popitem(last=False)
         return context
+
+
+SNI_ATTRIBUTE = "appliance_sni"
+
+
+def remember_sni(sslobj: ssl.SSLObject, name: str | None, _context: ssl.SSLContext) -> None:
+    """Keep the server name a client sent on its connection (``SNI_ATTRIBUTE``).
+
+    Python offers no other way to read it on the server side; the front door compares it with the
+    CONNECT authority of an intercepted tunnel.
+    """
+    setattr(sslobj, SNI_ATTRIBUTE, name)
 
 
 def mint_leaf(

@@ -19,24 +19,35 @@ tunnels too: a request inside a tunnel whose registry was removed gets ``404 NAM
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from appliance import __version__, metrics, oci
+from appliance.access.bearer import parse_scopes
+from appliance.access.identities import Identity
 from appliance.cache import BlobCache
 from appliance.config.model import Config, RegistryConfig, Scheme, normalize_host
 from appliance.errors import ErrorCode, RegistryError
 from appliance.events import EventBus
 from appliance.front import mirror
 from appliance.front.ca import CertificateAuthority
+from appliance.front.identity import (
+    TOKEN_PATH,
+    AuthenticationRequired,
+    ClientIdentification,
+    parse_connect_headers,
+    single,
+)
 from appliance.front.intermediate import InterceptionCertificates
-from appliance.front.server import ConnContext
+from appliance.front.server import ConnContext, ConnectRefused
 from appliance.front.setup_scripts import SetupKind, render_setup, valid_address
 from appliance.logsafe import shown
 from appliance.oci import Endpoint
@@ -74,6 +85,7 @@ class Router:
     events: EventBus
     upstream: UpstreamClient
     started: float
+    identification: ClientIdentification
 
     # -- the intercept decision ------------------------------------------------------------------
 
@@ -92,6 +104,18 @@ class Router:
         if self.intercepted(host, port) is None:
             return None
         return await self.leaf_certs.server_context_async(host)
+
+    # -- identity --------------------------------------------------------------------------------
+
+    async def identify_connect(
+        self, head: bytes, client: str, bound: Identity | None, url: str
+    ) -> Identity | None:
+        """The front door's question at a CONNECT: who is it (``Proxy-Authorization``)?"""
+        header = single(parse_connect_headers(head).get("proxy-authorization"))
+        try:
+            return await self.identification.proxy(header, _address_of(client), bound, url, "CONNECT")
+        except AuthenticationRequired as exc:
+            raise ConnectRefused(exc.status, exc.reason, phrase=exc.reason, headers=exc.headers) from None
 
     # -- routing ---------------------------------------------------------------------------------
 
@@ -115,6 +139,12 @@ class Router:
     async def handle(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
         try:
             return await self._handle(request, context)
+        except AuthenticationRequired as exc:
+            code = ErrorCode.UNAUTHORIZED
+            response = error_response(RegistryError(exc.status, code, exc.reason, headers=exc.headers))
+            if exc.status == 407:
+                response.set_status(407, exc.reason)
+            return response
         except (BadRequest, NotRegistryApi) as exc:
             # Client input refused before anything went upstream: one line, no traceback.
             log.warning(
@@ -135,12 +165,16 @@ class Router:
             served = self.intercepted(authority.host, authority.port)
             if served is None:  # removed by a hot reload while the tunnel was open
                 raise RegistryError(404, ErrorCode.NAME_UNKNOWN, f"{authority} is no longer served")
-            tunnelled = self._context(request, Mode.TUNNEL, served.registry, authority)
+            misdirected = _misdirected(request, context, authority)
+            if misdirected is not None:
+                log.warning("%s: %s", context.client, misdirected)
+                raise RegistryError(421, ErrorCode.DENIED, misdirected)
+            tunnelled = self._context(request, Mode.TUNNEL, served.registry, authority, context.identity)
             if not served.realm:
                 return await self._registry_host(request, tunnelled, request.path)
             return await self._realm_host(request, tunnelled)
         if request.url.is_absolute() and request.url.scheme == "http" and request.raw_path.startswith("http"):
-            return await self._forward_plain_http(request)
+            return await self._forward_plain_http(request, context)
         path = request.path
         if path == "/" or path == "/healthz":
             return self._health(request)
@@ -159,17 +193,23 @@ class Router:
             document = render_setup(SetupKind(setup), address, self.config().registries)
             return web.Response(text=document.text, content_type=document.content_type)
         if path == "/v2" or path.startswith("/v2/"):
-            return await self._mirror(request)
+            return await self._mirror(request, context)
+        if path == TOKEN_PATH:
+            return await self._token(request, context)
         raise RegistryError(404, ErrorCode.NAME_UNKNOWN, f"nothing is served at {path}")
 
     @staticmethod
     def _context(
-        request: web.BaseRequest, mode: Mode, registry: RegistryConfig, authority: Authority | None = None
+        request: web.BaseRequest,
+        mode: Mode,
+        registry: RegistryConfig,
+        authority: Authority | None = None,
+        identity: Identity | None = None,
     ) -> RequestContext:
-        # The socket ConnContext.client names, read while the request is being routed (still open).
-        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
-        client = ClientAddress.from_peer(peer)
-        return RequestContext(client=client, mode=mode, registry=registry, authority=authority)
+        client = _client_address(request)
+        return RequestContext(
+            client=client, mode=mode, registry=registry, authority=authority, identity=identity
+        )
 
     def _health(self, request: web.BaseRequest) -> web.Response:
         body = {
@@ -198,7 +238,14 @@ class Router:
         )
         return web.Response(text=metrics.render(data), headers={"Content-Type": metrics.CONTENT_TYPE})
 
-    async def _forward_plain_http(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def _forward_plain_http(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
+        header = single(request.headers.getall("Proxy-Authorization", []))
+        scheme = "https" if context.secure else "http"
+        url = f"{scheme}://USER:PASSWORD@{_sockname(request.transport) or 'APPLIANCE:3128'}"
+        source = _client_address(request).host
+        identity = await self.identification.proxy(
+            header, source, context.identity, url, "plain-HTTP request"
+        )
         host = request.url.host or ""
         name = host if request.url.port in (None, 80) else f"{host}:{request.url.port}"
         registry = self.config().registry_for(name)
@@ -208,7 +255,7 @@ class Router:
                 ErrorCode.DENIED,
                 f"plain-HTTP forwarding is only for configured http registries, not {name}",
             )
-        forwarded = self._context(request, Mode.FORWARD, registry)
+        forwarded = self._context(request, Mode.FORWARD, registry, identity=identity)
         return await self._registry_host(request, forwarded, request.url.path)
 
     async def _registry_host(
@@ -239,14 +286,112 @@ class Router:
             injected = self._realm_authorization(str(context.authority), request)
         return await self.proxy.relay_token(request, context, path, query, authorization=injected)
 
-    async def _mirror(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def _mirror(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
+        identity = None
+        if self.identification.enabled:
+            # The repository as the client names it (``registry.test/app`` under a path prefix):
+            # the name its token request's scope carries.
+            repository = oci.parse_route(request.path).repository or None
+            identity = await self.identification.mirror(
+                single(request.headers.getall("Authorization", [])),
+                _client_address(request).host,
+                context.identity,
+                repository,
+                _origin(request, context),
+                f"{shown(request.method, 20)} {shown(request.path)}",
+            )
+            # The client's Authorization was for the appliance: it never goes upstream.
+            request = request.clone(headers=_without(request.headers, "Authorization"))
         if mirror.is_bare_ping(request.path, request.rel_url.query):
             return ping_response()
         target = mirror.route(self.config(), request.path, request.rel_url.query)
-        mirrored = self._context(request, Mode.MIRROR, target.registry)
+        mirrored = self._context(request, Mode.MIRROR, target.registry, identity=identity)
         return await self.proxy.handle(request, mirrored, target.path, query=target.query)
+
+    async def _token(self, request: web.BaseRequest, context: ConnContext) -> web.StreamResponse:
+        """``GET /auth/token``: the realm of the mirror's Bearer challenge."""
+        if not self.identification.enabled:
+            raise RegistryError(404, ErrorCode.UNSUPPORTED, "client authentication is off: no token needed")
+        if request.method not in ("GET", "POST"):
+            raise RegistryError(405, ErrorCode.UNSUPPORTED, "token requests are GET")
+        query = request.rel_url.query
+        _identity, issued = await self.identification.issue_token(
+            single(request.headers.getall("Authorization", [])),
+            _client_address(request).host,
+            context.identity,
+            parse_scopes(query.getall("scope", [])),
+            query.get("service", ""),
+        )
+        issued_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(issued.issued_at))
+        body = {
+            "token": issued.token,
+            "access_token": issued.token,
+            "expires_in": issued.expires_in,
+            "issued_at": issued_at,
+        }
+        return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
 def _base_url(request: web.BaseRequest) -> str:
     host = request.headers.get("Host") or "localhost:3128"
     return f"http://{host}"
+
+
+def _client_address(request: web.BaseRequest) -> ClientAddress:
+    # The socket ConnContext.client names, read while the request is being routed (still open).
+    peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+    return ClientAddress.from_peer(peer)
+
+
+def _address_of(client: str) -> str:
+    """The address part of ``ConnContext.client`` (``[::1]:5000`` -> ``::1``)."""
+    if client.startswith("["):
+        return client[1:].partition("]")[0]
+    return client.rpartition(":")[0] or client
+
+
+def _sockname(transport: asyncio.BaseTransport | None) -> str | None:
+    sock = transport.get_extra_info("sockname") if transport is not None else None
+    if isinstance(sock, tuple) and len(sock) >= 2:
+        host = str(sock[0])
+        return f"[{host}]:{sock[1]}" if ":" in host else f"{host}:{sock[1]}"
+    return None
+
+
+def _origin(request: web.BaseRequest, context: ConnContext) -> str:
+    """The scheme and authority the client used to reach us (the realm of our token challenge)."""
+    host = request.headers.get("Host") or _sockname(request.transport) or "localhost"
+    return f"{'https' if context.secure else 'http'}://{shown(host, 300)}"
+
+
+def _without(headers: Mapping[str, str], name: str) -> CIMultiDict[str]:
+    return CIMultiDict((key, value) for key, value in headers.items() if key.lower() != name.lower())
+
+
+def _split_host(text: str) -> tuple[str, int | None]:
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":")
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            host, port = text, ""
+    return host.lower().rstrip("."), int(port) if port.isdigit() else None
+
+
+def _misdirected(request: web.BaseRequest, context: ConnContext, authority: Authority) -> str | None:
+    """Why a request inside an intercepted tunnel is not for the CONNECT authority, or None.
+
+    The tunnel's identity and the registry were chosen for the authority the client named at the
+    CONNECT; a TLS server name or ``Host`` naming anything else would borrow them (421).
+    """
+    if context.sni is not None and context.sni.lower().rstrip(".") != authority.host:
+        return f"TLS server name {shown(context.sni)!r} is not the CONNECT authority {authority}"
+    host_header = request.headers.getall("Host", [])
+    if len(host_header) > 1:
+        return "several Host headers"
+    if host_header:
+        host, port = _split_host(host_header[0].strip())
+        if host != authority.host or (port is not None and port != authority.port):
+            return f"Host {shown(host_header[0])!r} is not the CONNECT authority {authority}"
+    return None

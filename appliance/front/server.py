@@ -41,8 +41,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
 from appliance import memory
+from appliance.access.identities import Identity
 from appliance.access.network import ClientFloor
 from appliance.config.model import Limits, Timeouts
+from appliance.front.client_ca import identity_of_peer
+from appliance.front.leaf_certs import SNI_ATTRIBUTE
 from appliance.logsafe import shown
 from appliance.tasks import OwnedTasks
 
@@ -67,6 +70,11 @@ class ConnContext:
     client: str
     target_host: str | None = None  # CONNECT target (intercepted tunnels only)
     target_port: int | None = None
+    # Who the client proved to be: at the CONNECT (Proxy-Authorization), or by the client
+    # certificate of the TLS listener; None when client authentication is off or not yet known.
+    identity: Identity | None = None
+    sni: str | None = None  # the server name the client sent in an intercepted tunnel's handshake
+    secure: bool = False  # accepted on the TLS listener
 
     @property
     def target(self) -> str | None:
@@ -78,12 +86,19 @@ class ConnContext:
 
 
 class ConnectRefused(Exception):
-    """A CONNECT the appliance will not serve; ``status`` and one-line ``reason`` go to the client."""
+    """A CONNECT the appliance will not serve; ``status`` and one-line ``reason`` go to the client.
 
-    def __init__(self, status: int, reason: str) -> None:
+    ``phrase``: a reason phrase for the status line instead of the standard one (a 407's says what
+    to do: Go clients show only that); ``headers``: extra response headers (a challenge)."""
+
+    def __init__(
+        self, status: int, reason: str, *, phrase: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.phrase = phrase
+        self.headers = headers or {}
 
 
 # (host, port) -> an SSL context for an intercepted host, or None when the host is not intercepted.
@@ -91,6 +106,13 @@ InterceptLookup = Callable[[str, int], Awaitable[ssl.SSLContext | None]]
 # (host, port, client reader, client writer, context) -> serves a blind tunnel until it ends.
 TunnelServe = Callable[[str, int, "TunnelIO"], Awaitable[None]]
 Handler = Callable[[web.BaseRequest, ConnContext], Awaitable[web.StreamResponse]]
+# (CONNECT head, client address, certificate identity, proxy URL to suggest) -> the identity on the
+# tunnel (None: authentication off); raises ConnectRefused (407) when the client must authenticate.
+ConnectIdentify = Callable[[bytes, str, Identity | None, str], Awaitable[Identity | None]]
+
+
+async def _no_identity(_head: bytes, _client: str, bound: Identity | None, _url: str) -> Identity | None:
+    return bound
 
 
 @dataclass(slots=True)
@@ -100,6 +122,7 @@ class TunnelIO:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     client: str
+    identity: Identity | None = None  # who opened the tunnel (for the tunnel ACL), None: auth off
 
     async def send_ok(self) -> None:
         self.writer.write(CONNECT_OK)
@@ -122,7 +145,10 @@ class FrontDoor:
     timeouts: Timeouts
     limits: Limits = field(default_factory=Limits)
     floor: ClientFloor = field(default_factory=ClientFloor)  # who may connect at all; swapped on reload
+    identify: ConnectIdentify = _no_identity  # who is on a CONNECT (Proxy-Authorization), before routing
     tls_handshake_timeout: float = 30.0
+    # A verified client certificate's identity name -> the identity (None: not one the appliance knows).
+    certificate_identity: Callable[[str | None], Identity | None] = lambda _name: None
     _http: web.Server = field(init=False)
     _servers: list[asyncio.Server] = field(init=False, default_factory=list)
     _tasks: OwnedTasks = field(init=False, default_factory=OwnedTasks)
@@ -165,7 +191,7 @@ class FrontDoor:
         if tls is None:
             factory = lambda: FrontDoorProtocol(self)  # noqa: E731
         else:
-            factory = lambda: _TlsAccept(self, tls)  # noqa: E731
+            factory = lambda: _TlsAccept(self, tls, self.certificate_identity)  # noqa: E731
         server = await loop.create_server(factory, hosts, port, backlog=1024)
         self._servers.append(server)
         return [sock.getsockname()[:2] for sock in server.sockets]
@@ -310,23 +336,31 @@ class FrontDoor:
     # -- CONNECT ---------------------------------------------------------------------------------
 
     async def handle_connect(
-        self, transport: asyncio.Transport, head: bytes, rest: bytes, client: str
+        self,
+        transport: asyncio.Transport,
+        head: bytes,
+        rest: bytes,
+        client: str,
+        bound: Identity | None = None,
+        secure: bool = False,
     ) -> None:
+        """Serve one CONNECT: the target, then who is asking, then intercept or tunnel.
+
+        ``bound``: the identity of the client certificate on the TLS listener; ``secure``: the
+        CONNECT came over the TLS listener (the 407 hint then says https://).
+        """
         try:
             host, port = parse_connect_target(head)
-        except ConnectRefused as exc:
-            _refuse(transport, exc.status, exc.reason)
-            log.info("CONNECT refused from %s: %s", client, exc.reason)
-            return
-        try:
+            identity = await self.identify(head, client, bound, _proxy_url(transport, secure))
             context = await self.intercept(host, port)
         except ConnectRefused as exc:
-            _refuse(transport, exc.status, exc.reason)
+            _refuse(transport, exc.status, exc.reason, phrase=exc.phrase, headers=exc.headers)
+            log.info("CONNECT refused from %s: %s", client, exc.reason)
             return
         if context is None:
-            await self._blind_tunnel(transport, host, port, rest, client)
+            await self._blind_tunnel(transport, host, port, rest, client, identity)
             return
-        await self._intercept(transport, context, host, port, rest, client)
+        await self._intercept(transport, context, host, port, rest, client, identity, secure)
 
     async def _intercept(
         self,
@@ -336,6 +370,8 @@ class FrontDoor:
         port: int,
         rest: bytes,
         client: str,
+        identity: Identity | None = None,
+        secure: bool = False,
     ) -> None:
         if rest:
             # A client that pipelines its ClientHello behind CONNECT before our 200: asyncio's
@@ -362,12 +398,26 @@ class FrontDoor:
             return
         if tls is None:  # the client went away during the handshake
             return
-        ctx = ConnContext(client=client, target_host=host, target_port=port)
+        sni = getattr(tls.get_extra_info("ssl_object"), SNI_ATTRIBUTE, None)
+        ctx = ConnContext(
+            client=client,
+            target_host=host,
+            target_port=port,
+            identity=identity,
+            sni=sni if isinstance(sni, str) else None,
+            secure=secure,
+        )
         # The head deadline starts again inside the tunnel: the handshake had its own.
         self.adopt_http(tls, ctx, bytes(buffering.buffer), buffering.eof)
 
     async def _blind_tunnel(
-        self, transport: asyncio.Transport, host: str, port: int, rest: bytes, client: str
+        self,
+        transport: asyncio.Transport,
+        host: str,
+        port: int,
+        rest: bytes,
+        client: str,
+        identity: Identity | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=256 * 1024, loop=loop)
@@ -380,7 +430,7 @@ class FrontDoor:
         transport.resume_reading()
         self._tunnel_writers.add(writer)
         try:
-            await self.tunnel(host, port, TunnelIO(reader, writer, client))
+            await self.tunnel(host, port, TunnelIO(reader, writer, client, identity))
         finally:
             self._tunnel_writers.discard(writer)
             if not writer.is_closing():
@@ -457,8 +507,10 @@ class _ContextHandler(RequestHandler):
 class FrontDoorProtocol(asyncio.Protocol):
     """Reads just enough of a new connection to route it."""
 
-    def __init__(self, door: FrontDoor) -> None:
+    def __init__(self, door: FrontDoor, identity: Identity | None = None, secure: bool = False) -> None:
         self.door = door
+        self.identity = identity  # from the TLS listener's client certificate
+        self.secure = secure
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.client = "-"
@@ -519,7 +571,7 @@ class FrontDoorProtocol(asyncio.Protocol):
     async def _connect(self, transport: asyncio.Transport, head: bytes, rest: bytes) -> None:
         # Reading stays paused until the next protocol is in place (start_tls resumes it itself).
         try:
-            await self.door.handle_connect(transport, head, rest, self.client)
+            await self.door.handle_connect(transport, head, rest, self.client, self.identity, self.secure)
         except (ConnectionError, OSError) as exc:
             log.debug("CONNECT from %s ended: %s", self.client, exc)
             transport.abort()
@@ -531,7 +583,8 @@ class FrontDoorProtocol(asyncio.Protocol):
         data = bytes(self.buffer)
         self.buffer.clear()
         # The head deadline keeps running from the connection's start: handing over is no reset.
-        self.door.adopt_http(self.transport, ConnContext(client=self.client), data, eof, self.deadline)
+        context = ConnContext(client=self.client, identity=self.identity, secure=self.secure)
+        self.door.adopt_http(self.transport, context, data, eof, self.deadline)
 
     def eof_received(self) -> bool | None:
         if not self.done and self.buffer and self.transport is not None:
@@ -554,9 +607,12 @@ class _TlsAccept(asyncio.Protocol):
     """A TLS listener's connection until its handshake is done: the floor first, then ``start_tls``,
     then the decrypted stream goes to a ``FrontDoorProtocol`` as if it had been accepted so."""
 
-    def __init__(self, door: FrontDoor, tls: ssl.SSLContext) -> None:
+    def __init__(
+        self, door: FrontDoor, tls: ssl.SSLContext, identify: Callable[[str | None], Identity | None]
+    ) -> None:
         self.door = door
         self.tls = tls
+        self.identify = identify  # the identity a verified client certificate names
         self.buffering = _Buffering()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -588,7 +644,8 @@ class _TlsAccept(asyncio.Protocol):
             return
         if tls is None:
             return
-        protocol = FrontDoorProtocol(self.door)
+        peer = tls.get_extra_info("peercert")
+        protocol = FrontDoorProtocol(self.door, self.identify(identity_of_peer(peer)), secure=True)
         tls.set_protocol(protocol)
         protocol.connection_made(tls)
         if self.buffering.buffer:
@@ -640,6 +697,7 @@ def parse_connect_target(head: bytes) -> tuple[str, int]:
 
 _REASONS = {
     400: "Bad Request",
+    407: "Proxy Authentication Required",
     503: "Service Unavailable",
     403: "Forbidden",
     408: "Request Timeout",
@@ -649,20 +707,39 @@ _REASONS = {
 }
 
 
-def _plain_response(status: int, reason: str) -> bytes:
+def _plain_response(
+    status: int, reason: str, *, phrase: str | None = None, headers: dict[str, str] | None = None
+) -> bytes:
     body = (reason + "\n").encode("utf-8", "replace")
+    # A status line and header values are one line of printable ASCII, whatever we were given.
+    line = shown(phrase or _REASONS.get(status, "Error"), 300)
+    extra = "".join(f"{name}: {shown(value, 1000)}\r\n" for name, value in (headers or {}).items())
     return (
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+        f"HTTP/1.1 {status} {line}\r\n"
         "Content-Type: text/plain; charset=utf-8\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    ).encode() + body
+        f"{extra}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode("ascii", "replace") + body
 
 
-def _refuse(transport: asyncio.Transport, status: int, reason: str) -> None:
+def _refuse(
+    transport: asyncio.Transport,
+    status: int,
+    reason: str,
+    *,
+    phrase: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
     if transport.is_closing():
         return
-    transport.write(_plain_response(status, reason))
+    transport.write(_plain_response(status, reason, phrase=phrase, headers=headers))
     transport.close()
+
+
+def _proxy_url(transport: asyncio.BaseTransport, secure: bool) -> str:
+    """The proxy URL a client should use, with placeholders for its credentials (for a 407)."""
+    sock = transport.get_extra_info("sockname")
+    address = _peer_str(sock) if isinstance(sock, tuple) else "APPLIANCE:3128"
+    return f"{'https' if secure else 'http'}://USER:PASSWORD@{address}"
 
 
 def _source(peer: object) -> str:

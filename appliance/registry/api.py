@@ -4,7 +4,8 @@ One ``RegistryProxy.handle`` call serves one client request for one upstream reg
 way it arrived (a MITM tunnel or mirror mode), and publishes exactly one event for it.  It routes
 the request (blobs to ``registry.blobs``, manifests to ``registry.manifests``, everything else
 through ``registry.gate``'s relay), answers ``/v2/`` itself when the upstream cannot, and turns
-the errors of any of them into the OCI error JSON.
+the errors of any of them into the OCI error JSON.  The request is one ``outcome.Call``; each
+service returns its outcome, and ``outcome.event`` makes the event of both.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from appliance import oci
 from appliance.cache import BlobCache, ManifestCache
 from appliance.config.model import Config, RegistryConfig
 from appliance.errors import ErrorCode, RegistryError, UpstreamError
-from appliance.events import CacheStatus, EventBus, EventDraft, RequestKind
+from appliance.events import CacheStatus, EventBus, RequestKind
 from appliance.logsafe import shown
 from appliance.oci import Endpoint, Route
 from appliance.registry import request_input
@@ -29,10 +30,11 @@ from appliance.registry.blobs import BlobService
 from appliance.registry.gate import GatedUpstream
 from appliance.registry.health import UpstreamHealth
 from appliance.registry.manifests import ManifestService
+from appliance.registry.outcome import Call, Outcome, Reply, Served, event, failure, kind_of, relayed
 from appliance.registry.pullahead import PullAhead
 from appliance.registry.request_context import RequestContext
 from appliance.registry.request_input import BadRequest
-from appliance.registry.responses import UpstreamAnswer, error_response, ping_response, relay_response
+from appliance.registry.responses import error_response, ping_response, relay_response
 from appliance.registry.tags import TagListService
 from appliance.upstream import challenges as auth
 from appliance.upstream.client import UpstreamClient
@@ -106,15 +108,17 @@ class RegistryProxy:
         api = request_input.api_request(path, query)
         if api is None:
             raise NotRegistryApi(registry.host, path)
-        draft = EventDraft(
+        call = Call(
             client=str(context.client),
             registry=registry.host,
+            identity=context.identity.name if context.identity is not None else "",
             method=request.method,
             route=api.route,
             path_qs=api.upstream_path_qs,
+            kind=kind_of(api.route),
             authorization=request_input.single_header(request.headers, "Authorization"),
         )
-        return await self._serve(request, registry, api.route, draft)
+        return await self._serve(request, registry, call)
 
     async def relay_token(
         self,
@@ -135,109 +139,92 @@ class RegistryProxy:
         clean = request_input.clean_path(path)
         if clean is None:
             raise BadRequest(ErrorCode.NAME_INVALID, f"not a plain path: {shown(path)!r}")
-        draft = EventDraft(
+        call = Call(
             client=str(context.client),
             registry=registry.host,
+            identity=context.identity.name if context.identity is not None else "",
             method=request.method,
             route=Route(Endpoint.OTHER),
             path_qs=clean + request_input.query_string(query),
+            kind=RequestKind.TOKEN,
             authorization=request_input.single_header(request.headers, "Authorization") or authorization,
-            kind_override=RequestKind.TOKEN,
         )
-        return await self._serve(request, registry, draft.route, draft, token=True)
+        return await self._serve(request, registry, call, token=True)
 
     async def _serve(
-        self,
-        request: web.BaseRequest,
-        registry: RegistryConfig,
-        route: Route,
-        draft: EventDraft,
-        *,
-        token: bool = False,
+        self, request: web.BaseRequest, registry: RegistryConfig, call: Call, *, token: bool = False
     ) -> web.StreamResponse:
         self.active += 1
         try:
-            return await self._handle(request, registry, route, draft, token)
+            return await self._handle(request, registry, call, token)
         finally:
             self.active -= 1
 
     async def _handle(
-        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, draft: EventDraft, token: bool
+        self, request: web.BaseRequest, registry: RegistryConfig, call: Call, token: bool
     ) -> web.StreamResponse:
+        outcome: Outcome
         try:
             if token:
-                response = await self._gate.relay(request, registry, route, draft, inject=False)
+                reply = await self._gate.relay(request, registry, call, inject=False)
             else:
-                response = await self._route(request, registry, route, draft)
-        except RegistryError as exc:
-            draft.status = CacheStatus.ERROR if not isinstance(exc, UpstreamAnswer) else draft.status
-            draft.http_status = exc.status
-            if not draft.message:
-                draft.message = exc.message
-            response = error_response(exc)
-        except UpstreamError as exc:
-            draft.status = CacheStatus.ERROR
-            draft.message = exc.message
-            status = 429 if exc.status == 429 else 502
-            code = ErrorCode.TOOMANYREQUESTS if status == 429 else ErrorCode.UNAVAILABLE
-            draft.http_status = status
-            response = error_response(RegistryError(status, code, f"upstream {registry.host}: {exc.message}"))
-        if draft.status is CacheStatus.ERROR:
+                reply = await self._route(request, registry, call)
+        except (RegistryError, UpstreamError) as exc:
+            outcome, answer = failure(exc, registry.host)
+            response: web.StreamResponse = error_response(answer)
+        else:
+            outcome, response = reply.outcome, reply.response
+        if outcome.status is CacheStatus.ERROR:
             log.warning(
                 "%s %s %s %s: %s",
                 registry.host,
-                route.repository or "-",
+                call.route.repository or "-",
                 request.method,
-                shown(draft.path_qs.split("?", 1)[0]),
-                shown(draft.message, 500),
+                shown(call.path_qs.split("?", 1)[0]),
+                shown(outcome.message, 500),
             )
-        self.events.publish(draft.event())
+        self.events.publish(event(call, outcome))
         return response
 
-    async def _route(
-        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, draft: EventDraft
-    ) -> web.StreamResponse:
+    async def _route(self, request: web.BaseRequest, registry: RegistryConfig, call: Call) -> Reply:
         method = request.method
-        endpoint = route.endpoint
+        endpoint = call.route.endpoint
         if endpoint is Endpoint.V1:
             raise oci.v1_refused(registry.host)
         if method not in ("GET", "HEAD"):
             if not self.config().effective_allow_push(registry):
                 raise oci.push_disabled(method, registry.host)
-            return await self._gate.relay(request, registry, route, draft, actions=("pull", "push"))
+            return await self._gate.relay(request, registry, call, actions=("pull", "push"))
         if endpoint is Endpoint.PING:
-            return await self._ping(request, registry, draft)
+            return await self._ping(request, registry, call)
         if endpoint is Endpoint.BLOB:
-            return await self._blob_api.serve(request, registry, route, draft)
+            return await self._blob_api.serve(request, registry, call)
         if endpoint is Endpoint.MANIFEST:
-            return await self._manifest_api.serve(request, registry, route, draft)
+            return await self._manifest_api.serve(request, registry, call)
         if endpoint is Endpoint.TAGS:
-            return await self._tags_api.serve(request, registry, route, draft)
-        return await self._gate.relay(request, registry, route, draft)
+            return await self._tags_api.serve(request, registry, call)
+        return await self._gate.relay(request, registry, call)
 
     # -- /v2/ ----------------------------------------------------------------------------------
 
-    async def _ping(
-        self, request: web.BaseRequest, registry: RegistryConfig, draft: EventDraft
-    ) -> web.StreamResponse:
+    async def _ping(self, request: web.BaseRequest, registry: RegistryConfig, call: Call) -> Reply:
         config = self.config()
-        anonymous = draft.authorization is None
+        anonymous = call.authorization is None
         if anonymous:
             seen = self._pings.get(registry.host)
             if seen is not None and seen[0] is config and self.clock() - seen[1] < PING_TTL:
-                draft.status = CacheStatus.HIT
-                return ping_response()
+                return Reply(ping_response(), Served(CacheStatus.HIT))
         try:
             answer = await self._gate.request(
-                registry, "GET", "/v2/", client_authorization=draft.authorization
+                registry, "GET", "/v2/", client_authorization=call.authorization
             )
         except UpstreamError as exc:
-            return self._local_ping(draft, f"upstream unreachable, answering /v2/ locally: {exc.message}")
-        draft.upstream_status = answer.status
+            return self._local_ping(f"upstream unreachable, answering /v2/ locally: {exc.message}", None)
         if answer.status == 429 or answer.status >= 500:
             await answer.release()
-            return self._local_ping(draft, f"upstream answered {answer.status}, answering /v2/ locally")
-        draft.http_status = answer.status
+            return self._local_ping(
+                f"upstream answered {answer.status}, answering /v2/ locally", answer.status
+            )
         if anonymous and answer.status == 200:
             self._pings[registry.host] = (config, self.clock())
         elif anonymous:
@@ -249,14 +236,13 @@ class RegistryProxy:
                 await answer.release()
                 # Cached as an upstream 200 would be: the answer only changes with the config.
                 self._pings[registry.host] = (config, self.clock())
-                draft.http_status = 200
-                draft.message = "answered locally: per-repository Basic accounts, none for /v2/"
-                return ping_response()
-        return await relay_response(request, answer, draft)
+                why = "answered locally: per-repository Basic accounts, none for /v2/"
+                return Reply(
+                    ping_response(), Served(CacheStatus.BYPASS, 200, upstream_status=401, message=why)
+                )
+        return relayed(await relay_response(request, answer))
 
     @staticmethod
-    def _local_ping(draft: EventDraft, why: str) -> web.StreamResponse:
+    def _local_ping(why: str, upstream_status: int | None) -> Reply:
         # Offline: cached images stay pullable, and clients ping /v2/ before anything else.
-        draft.message = why
-        draft.status = CacheStatus.STALE
-        return ping_response()
+        return Reply(ping_response(), Served(CacheStatus.STALE, upstream_status=upstream_status, message=why))

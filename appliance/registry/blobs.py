@@ -12,16 +12,17 @@ and the upstream repository it pushes to may lack a blob the cache holds.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 from aiohttp import web
 
 from appliance.cache import BlobCache, BlobReader, BlobSource, FetchBlob
 from appliance.config.model import Config, RegistryConfig
 from appliance.errors import IntegrityError, UpstreamError
-from appliance.events import CacheStatus, EventDraft
-from appliance.oci import Route
+from appliance.events import CacheStatus
 from appliance.registry.gate import GatedUpstream
 from appliance.registry.links import confirm_upstream
+from appliance.registry.outcome import Call, Reply, Served
 from appliance.registry.pullahead import PullAhead
 from appliance.registry.responses import CHUNK, PreparedFileResponse, answer_error
 from appliance.registry.streaming import (
@@ -51,22 +52,27 @@ class BlobService:
         self._config = config
         self._streams = 0  # blob bodies being streamed right now
 
-    async def serve(
-        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, draft: EventDraft
-    ) -> web.StreamResponse:
+    async def serve(self, request: web.BaseRequest, registry: RegistryConfig, call: Call) -> Reply:
+        route = call.route
         digest = route.reference
-        client_auth = draft.authorization
+        client_auth = call.authorization
         index = self.blobs.index
         linked = await index.is_linked(registry.host, route.repository, digest)
         if request.method == "HEAD":
-            return await self._head(request, registry, route, draft, linked)
+            return await self._head(request, registry, call, linked)
+        # The last upstream answer this request got (the confirming HEAD, then this request's own
+        # fill), noted by the callbacks the cache runs for it.
+        heard: list[int] = []
         confirm = None
         if not linked:
 
             async def confirm() -> None:
-                await confirm_upstream(self._gate, index, registry, route.repository, "blobs", digest, draft)
+                await confirm_upstream(
+                    self._gate, index, registry, route.repository, "blobs", digest, client_auth
+                )
+                heard.append(200)
 
-        fetch = self._fetch(registry, route.repository, digest, client_auth, draft)
+        fetch = self._fetch(registry, route.repository, digest, client_auth, heard.append)
         pull_ahead = self.pull_ahead
         on_miss = None
         if pull_ahead is not None:
@@ -85,39 +91,36 @@ class BlobService:
         reader = await self.blobs.open_or_fill(
             registry.host, route.repository, digest, fetch, on_miss=on_miss, confirm=confirm
         )
-        draft.status = reader.status
         try:
-            return await self._send(request, reader, digest, draft)
+            response, sent = await self._send(request, reader, digest)
         finally:
             await reader.close()
+        upstream_status = heard[-1] if heard else None
+        return Reply(response, replace(sent, upstream_status=upstream_status))
 
     async def _head(
-        self,
-        request: web.BaseRequest,
-        registry: RegistryConfig,
-        route: Route,
-        draft: EventDraft,
-        linked: bool,
-    ) -> web.StreamResponse:
+        self, request: web.BaseRequest, registry: RegistryConfig, call: Call, linked: bool
+    ) -> Reply:
+        route = call.route
         digest = route.reference
         pushing = self._config is not None and self._config().effective_allow_push(registry)
         if pushing or not linked:
             try:
-                response = await self._gate.relay(request, registry, route, draft)
+                reply = await self._gate.relay(request, registry, call)
             except UpstreamError as exc:
                 if not linked or exc.status is not None:
                     raise
                 # Unreachable: a linked blob is still answered from the cache, as on a pull.
             else:
-                if draft.upstream_status == 200:
+                if reply.outcome.upstream_status == 200:
                     self.blobs.index.add_links_soon(registry.host, route.repository, [digest])
-                return response
+                return reply
         reader = await self.blobs.open(registry.host, digest)
         if reader is None:
-            return await self._gate.relay(request, registry, route, draft)
+            return await self._gate.relay(request, registry, call)
         try:
-            draft.status = CacheStatus.HIT
-            return web.Response(status=200, headers=_blob_headers(digest, reader.size))
+            response = web.Response(status=200, headers=_blob_headers(digest, reader.size))
+            return Reply(response, Served(CacheStatus.HIT))
         finally:
             await reader.close()
 
@@ -127,9 +130,9 @@ class BlobService:
         repository: str,
         digest: str,
         client_auth: str | None,
-        draft: EventDraft | None,
+        heard: Callable[[int], None] | None,
     ) -> FetchBlob:
-        """How a fill gets the blob from upstream (``draft``: the request to note the status on)."""
+        """How a fill gets the blob from upstream (``heard``: told the upstream's status, if any)."""
 
         async def fetch() -> BlobSource:
             answer = await self._gate.request(
@@ -139,8 +142,8 @@ class BlobService:
                 repository=repository,
                 client_authorization=client_auth,
             )
-            if draft is not None:
-                draft.upstream_status = answer.status
+            if heard is not None:
+                heard(answer.status)
             if answer.status != 200:
                 raise await answer_error(answer)
             # A GET in this repository that the upstream answered is what a HEAD would have confirmed.
@@ -155,8 +158,10 @@ class BlobService:
         return fetch
 
     async def _send(
-        self, request: web.BaseRequest, reader: BlobReader, digest: str, draft: EventDraft
-    ) -> web.StreamResponse:
+        self, request: web.BaseRequest, reader: BlobReader, digest: str
+    ) -> tuple[web.StreamResponse, Served]:
+        """Send the blob ``reader`` reads; the response, and what went out (after the last byte)."""
+        status = reader.status
         size = reader.size
         span = parse_range(request.headers.get("Range"), size)
         headers = _blob_headers(digest, size)
@@ -166,43 +171,41 @@ class BlobService:
             # A committed file: aiohttp's FileResponse does Range and uses sendfile where it can.
             headers.pop("Content-Length", None)
             file_response = PreparedFileResponse(reader.path, chunk_size=CHUNK, headers=headers)
+            message = ""
             try:
                 await file_response.prepare(request)
             except ConnectionError:
-                draft.message = "client disconnected"
-            draft.http_status = file_response.status
-            draft.bytes = file_response.content_length or 0
-            return file_response
+                message = "client disconnected"
+            sent = Served(status, file_response.status, file_response.content_length or 0, message=message)
+            return file_response, sent
         start, end = (0, size) if span is None else span
         response = web.StreamResponse(status=200 if span is None else 206, headers=headers)
         if span is not None and size is not None:
             response.headers["Content-Range"] = f"bytes {start}-{(end or size) - 1}/{size}"
         if end is not None:
             response.content_length = end - start
-        draft.http_status = response.status
         await response.prepare(request)
         # Streamed (TLS, or following a fill): big reads, one kept in flight while the previous one
         # is written, keep the disk and the loop busy; the read size shrinks as more streams run, so
         # the bytes held for all of them together stay within one budget (a herd of 50 clients).
         self._streams += 1
+        written = 0
         try:
             async for chunk in read_ahead(self._budgeted(reader, start, end)):
                 for piece in write_slices(chunk):
                     await response.write(piece)
-                draft.bytes += len(chunk)
+                written += len(chunk)
         except ConnectionError:
-            draft.message = "client disconnected"
-            return response
+            return response, Served(status, response.status, written, message="client disconnected")
         except (IntegrityError, UpstreamError) as exc:
             # Headers are gone already: cut the connection so the client's own check fails.
-            draft.status = CacheStatus.ERROR
-            draft.message = f"blob {digest} failed mid-stream: {exc.message}"
             if request.transport is not None:
                 request.transport.abort()
-            return response
+            message = f"blob {digest} failed mid-stream: {exc.message}"
+            return response, Served(CacheStatus.ERROR, response.status, written, message=message)
         finally:
             self._streams -= 1
-        return response
+        return response, Served(status, response.status, written)
 
     async def _budgeted(self, reader: BlobReader, start: int, end: int | None) -> AsyncIterator[bytes]:
         """``reader``'s bytes [start, end), each read sized for the streams running at that moment."""

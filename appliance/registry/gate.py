@@ -16,9 +16,9 @@ from aiohttp import web
 
 from appliance.config.model import RegistryConfig
 from appliance.errors import UpstreamError, UpstreamUnreachable
-from appliance.events import CacheStatus, EventDraft
-from appliance.oci import Endpoint, Route
+from appliance.oci import Endpoint
 from appliance.registry.health import UpstreamHealth
+from appliance.registry.outcome import Call, Reply, relayed
 from appliance.registry.request_input import forward_headers
 from appliance.registry.responses import CHUNK, FORWARD_HEADERS, relay_response
 from appliance.upstream.client import UpstreamClient
@@ -53,16 +53,16 @@ class GatedUpstream:
         self,
         request: web.BaseRequest,
         registry: RegistryConfig,
-        route: Route,
-        draft: EventDraft,
+        call: Call,
         *,
         actions: tuple[str, ...] = ("pull",),
         inject: bool = True,
-    ) -> web.StreamResponse:
+    ) -> Reply:
         """Pass ``request`` to the upstream and its answer back, the cache untouched (BYPASS).
 
-        ``inject=False``: only the client's own Authorization (``draft.authorization``) goes along.
+        ``inject=False``: only the client's own Authorization (``call.authorization``) goes along.
         """
+        route = call.route
         headers = forward_headers(request.headers, FORWARD_HEADERS)
         has_body = request.method in ("POST", "PUT", "PATCH") and (
             request.content_length not in (None, 0) or request.headers.get("Transfer-Encoding") == "chunked"
@@ -70,19 +70,16 @@ class GatedUpstream:
         answer = await self.request(
             registry,
             request.method,
-            draft.path_qs if route.endpoint is not Endpoint.PING else "/v2/",
+            call.path_qs if route.endpoint is not Endpoint.PING else "/v2/",
             headers=headers,
             body=_body(request) if has_body else None,
             repository=route.repository or None,
             actions=actions,
-            client_authorization=draft.authorization,
+            client_authorization=call.authorization,
             follow_redirects=request.method in ("GET", "HEAD"),
             our_credentials=inject,
         )
-        draft.upstream_status = answer.status
-        draft.http_status = answer.status
-        draft.status = CacheStatus.BYPASS
-        return await relay_response(request, answer, draft)
+        return relayed(await relay_response(request, answer))
 
 
 async def _body(request: web.BaseRequest) -> AsyncIterator[bytes]:

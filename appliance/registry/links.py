@@ -13,7 +13,6 @@ from appliance import oci
 from appliance.cache import CacheIndex
 from appliance.config.model import RegistryConfig
 from appliance.errors import IntegrityError
-from appliance.events import EventDraft
 from appliance.registry.gate import GatedUpstream
 from appliance.registry.responses import answer_error
 
@@ -25,12 +24,13 @@ async def confirm_upstream(
     repository: str,
     what: str,
     digest: str,
-    draft: EventDraft,
+    client_authorization: str | None,
 ) -> None:
     """``HEAD /v2/<repository>/<what>/<digest>`` upstream; links the pair on 200, raises otherwise.
 
     ``what`` is ``blobs`` or ``manifests``.  Raises the upstream's own answer (404, 401, 403, ...)
-    as an ``UpstreamAnswer``, ``UpstreamError`` when it cannot be reached.
+    as an ``UpstreamAnswer``, ``UpstreamError`` when it cannot be reached.  Returning at all means
+    the upstream answered 200.
     """
     headers = {"Accept": oci.FULL_ACCEPT} if what == "manifests" else None
     answer = await gate.request(
@@ -39,13 +39,14 @@ async def confirm_upstream(
         f"/v2/{repository}/{what}/{digest}",
         headers=headers,
         repository=repository,
-        client_authorization=draft.authorization,
+        client_authorization=client_authorization,
     )
-    draft.upstream_status = answer.status
     if answer.status != 200:
         raise await answer_error(answer)
     announced = answer.headers.get("Docker-Content-Digest")
     await answer.release()
     if announced and announced != digest:
-        raise IntegrityError(registry.host, f"upstream answered {what} {digest} with digest {announced}")
+        raise IntegrityError(
+            registry.host, f"upstream answered {what} {digest} with digest {announced}", status=answer.status
+        )
     await index.add_links(registry.host, repository, [digest])

@@ -1,8 +1,9 @@
 """Manifest requests as the appliance serves them: digests from the cache, tags revalidated by TTL.
 
-A digest is served from the cache or fetched and verified.  A tag is served from the cache while
-fresh (its TTL from the registry's or the global manifest cache policy), then checked upstream with
-a HEAD; when the upstream cannot answer (unreachable, 429, 5xx) the cached copy is served STALE.
+A digest is served from the cache or fetched and verified.  A tag follows ``tag_policy``: served
+from the cache while fresh (its TTL from the registry's or the global manifest cache policy), then
+checked upstream with a HEAD; when the upstream cannot answer (unreachable, 429, 5xx) the cached
+copy is served STALE.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from aiohttp import web
 
@@ -18,13 +20,16 @@ from appliance.cache import ManifestCache, StoredManifest
 from appliance.config.model import Config, RegistryConfig
 from appliance.digests import Algorithm, digest_of, parse_digest
 from appliance.errors import IntegrityError, UpstreamError
-from appliance.events import CacheStatus, EventDraft
+from appliance.events import CacheStatus
 from appliance.oci import Route
-from appliance.registry import request_input
+from appliance.registry import request_input, tag_policy
 from appliance.registry.gate import GatedUpstream
 from appliance.registry.links import confirm_upstream
+from appliance.registry.outcome import Call, Reply, Served, relayed
 from appliance.registry.pullahead import PullAhead
 from appliance.registry.responses import answer_error, manifest_response, relay_head
+from appliance.registry.tag_policy import Answer, Asked, Decision
+from appliance.upstream.response import UpstreamResponse
 
 log = logging.getLogger("appliance.registry")
 
@@ -46,14 +51,14 @@ class ManifestService:
         self.pull_ahead = pull_ahead
         self._gate = gate
 
-    async def serve(
-        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, draft: EventDraft
-    ) -> web.StreamResponse:
+    async def serve(self, request: web.BaseRequest, registry: RegistryConfig, call: Call) -> Reply:
+        route = call.route
         accepted = request_input.accept(request.headers)
         head = request.method == "HEAD"
         if route.is_digest:
             stored = await self.manifests.get_by_digest(registry.host, route.reference)
             if stored is not None:
+                upstream_status = None
                 if not await self.manifests.is_linked(registry.host, route.repository, stored.digest):
                     # Cached from another repository: served here only if the upstream has it here.
                     await confirm_upstream(
@@ -63,60 +68,75 @@ class ManifestService:
                         route.repository,
                         "manifests",
                         stored.digest,
-                        draft,
+                        call.authorization,
                     )
-                draft.status = CacheStatus.HIT
-                return self._reply(stored.body, stored.media_type, stored.digest, head, draft)
+                    upstream_status = 200
+                return self._reply(
+                    call, stored, head, Served(CacheStatus.HIT, upstream_status=upstream_status)
+                )
             if head:
-                return await self._gate.relay(request, registry, route, draft)
-            return await self._fetch(request, registry, route, draft, accepted, None)
+                return await self._gate.relay(request, registry, call)
+            return await self._fetch(registry, call, accepted, None)
 
         klass = oci.accept_class(accepted)
         record = await self.manifests.get_tag(registry.host, route.repository, route.reference, klass)
         stored = None
         if record is not None:
             stored = await self.manifests.get_by_digest(registry.host, record.digest)
-        if record is not None and stored is not None:
-            ttl = self._tag_ttl(registry, route.reference)
-            if time.time() - record.fetched_at < ttl:
-                draft.status = CacheStatus.HIT
-                return self._reply(stored.body, stored.media_type, stored.digest, head, draft)
-            try:
-                check = await self._gate.request(
-                    registry,
-                    "HEAD",
-                    f"/v2/{route.repository}/manifests/{route.reference}",
-                    headers=_accept_headers(accepted),
-                    repository=route.repository,
-                    client_authorization=draft.authorization,
-                )
-            except UpstreamError as exc:
-                return self._stale(stored, head, draft, exc.message)
+        if record is None or stored is None:
+            if tag_policy.decide(cached=False, head=head) is Decision.RELAY:
+                return await self._gate.relay(request, registry, call)
+            return await self._fetch(registry, call, accepted, klass)
+        step = tag_policy.decide(
+            cached=True,
+            head=head,
+            age=time.time() - record.fetched_at,
+            ttl=tag_policy.ttl_for(registry, self.config().manifest_cache, route.reference),
+        )
+        if step is Decision.SERVE_CACHED:
+            return self._reply(call, stored, head, Served(CacheStatus.HIT))
+        check: UpstreamResponse | None = None  # the revalidation's answer, None when there was none
+        try:
+            answered = await self._gate.request(
+                registry,
+                "HEAD",
+                f"/v2/{route.repository}/manifests/{route.reference}",
+                headers=_accept_headers(accepted),
+                repository=route.repository,
+                client_authorization=call.authorization,
+            )
+        except UpstreamError as exc:
+            heard, why = Answer.UNREACHABLE, exc.message
+        else:
+            check = answered
             await check.release()
-            draft.upstream_status = check.status
-            if check.status == 429 or check.status >= 500:
-                return self._stale(stored, head, draft, f"upstream answered {check.status}")
-            if check.status == 200 and check.headers.get("Docker-Content-Digest") == record.digest:
-                await self.manifests.touch_tag(registry.host, route.repository, route.reference, klass)
-                draft.status = CacheStatus.REVALIDATED
-                return self._reply(stored.body, stored.media_type, stored.digest, head, draft)
-            if head:
-                # A moved (or refused) tag on HEAD: relay the upstream's own answer, never spend a GET.
-                return relay_head(check, draft)
-            # GET: the tag moved, or the upstream refused; its GET answer is stored or relayed as is.
-        elif head:
-            return await self._gate.relay(request, registry, route, draft)
-        return await self._fetch(request, registry, route, draft, accepted, klass)
+            current = check.headers.get("Docker-Content-Digest") == record.digest
+            heard = tag_policy.answer_of(check.status, current=current)
+            why = f"upstream answered {check.status}"
+        step = tag_policy.decide(cached=True, head=head, asked=Asked.REVALIDATION, answer=heard)
+        if step is Decision.SERVE_STALE or check is None:
+            return self._stale(call, stored, head, why, None if check is None else check.status)
+        if step is Decision.SERVE_REVALIDATED:
+            await self.manifests.touch_tag(registry.host, route.repository, route.reference, klass)
+            return self._reply(
+                call, stored, head, Served(CacheStatus.REVALIDATED, upstream_status=check.status)
+            )
+        if step is Decision.RELAY:
+            # A moved (or refused) tag on HEAD: relay the upstream's own answer, never spend a GET.
+            return relayed(relay_head(check))
+        # GET: the tag moved, or the upstream refused; its GET answer is stored or relayed as is.
+        return await self._fetch(registry, call, accepted, klass, check.status)
 
     async def _fetch(
         self,
-        request: web.BaseRequest,
         registry: RegistryConfig,
-        route: Route,
-        draft: EventDraft,
+        call: Call,
         accepted: tuple[str, ...],
         klass: str | None,
-    ) -> web.StreamResponse:
+        checked: int | None = None,
+    ) -> Reply:
+        """GET the manifest upstream, verify and store it (``checked``: the revalidation's status)."""
+        route = call.route
         try:
             answer = await self._gate.request(
                 registry,
@@ -124,20 +144,25 @@ class ManifestService:
                 f"/v2/{route.repository}/manifests/{route.reference}",
                 headers=_accept_headers(accepted),
                 repository=route.repository,
-                client_authorization=draft.authorization,
+                client_authorization=call.authorization,
             )
         except UpstreamError as exc:
             fallback = await self._any_stale(registry, route, accepted)
-            if fallback is None:
+            step = tag_policy.decide(
+                cached=fallback is not None, head=False, asked=Asked.FETCH, answer=Answer.UNREACHABLE
+            )
+            if step is not Decision.SERVE_STALE or fallback is None:
                 raise
-            return self._stale(fallback, False, draft, exc.message)
-        draft.upstream_status = answer.status
-        if answer.status != 200:
-            if answer.status == 429 or answer.status >= 500:
+            return self._stale(call, fallback, False, exc.message, checked)
+        heard = tag_policy.answer_of(answer.status)
+        if heard is not Answer.OK:
+            fallback = None
+            if heard is Answer.UNAVAILABLE:
                 fallback = await self._any_stale(registry, route, accepted)
-                if fallback is not None:
-                    await answer.release()
-                    return self._stale(fallback, False, draft, f"upstream answered {answer.status}")
+            step = tag_policy.decide(cached=fallback is not None, head=False, asked=Asked.FETCH, answer=heard)
+            if step is Decision.SERVE_STALE and fallback is not None:
+                await answer.release()
+                return self._stale(call, fallback, False, f"upstream answered {answer.status}", answer.status)
             raise await answer_error(answer)
         try:
             body = await answer.read(oci.MAX_MANIFEST_BYTES)
@@ -147,26 +172,33 @@ class ManifestService:
         algorithm = parse_digest(route.reference).algorithm if route.is_digest else Algorithm.SHA256
         digest = str(digest_of(body, algorithm))
         if route.is_digest and digest != route.reference:
-            raise IntegrityError(registry.host, f"manifest {route.reference} arrived with digest {digest}")
+            raise IntegrityError(
+                registry.host,
+                f"manifest {route.reference} arrived with digest {digest}",
+                status=answer.status,
+            )
         announced = answer.headers.get("Docker-Content-Digest")
         if announced and announced.startswith("sha256:") and not route.is_digest and announced != digest:
             raise IntegrityError(
-                registry.host, f"manifest digest header {announced} does not match body {digest}"
+                registry.host,
+                f"manifest digest header {announced} does not match body {digest}",
+                status=answer.status,
             )
         tag = None if route.is_digest else route.reference
         await self.manifests.put(registry.host, route.repository, digest, media_type, body, tag, klass)
-        draft.status = CacheStatus.MISS
-        return self._reply(body, media_type, digest, False, draft)
+        fetched = StoredManifest(digest=digest, media_type=media_type, body=body)
+        return self._reply(call, fetched, False, Served(CacheStatus.MISS, upstream_status=answer.status))
 
-    def _reply(
-        self, body: bytes, media_type: str, digest: str, head: bool, draft: EventDraft
-    ) -> web.Response:
+    def _reply(self, call: Call, manifest: StoredManifest, head: bool, outcome: Served) -> Reply:
+        """``manifest`` as the answer, and ``outcome`` with what went out (200, its bytes unless HEAD)."""
         # Every manifest served comes from this repository upstream (fetched, its tag record, or
         # linked/confirmed by digest): the repository may have what it lists (cache/links.py).
-        self.manifests.link(draft.registry, draft.route.repository, digest, body, media_type)
+        body, media_type, digest = manifest.body, manifest.media_type, manifest.digest
+        self.manifests.link(call.registry, call.route.repository, digest, body, media_type)
         if not head and self.pull_ahead is not None:
-            self.pull_ahead.note_manifest(draft.registry, draft.route.repository, digest, body, media_type)
-        return manifest_response(body, media_type, digest, head, draft)
+            self.pull_ahead.note_manifest(call.registry, call.route.repository, digest, body, media_type)
+        response = manifest_response(body, media_type, digest, head)
+        return Reply(response, replace(outcome, http_status=200, bytes=0 if head else len(body)))
 
     async def _any_stale(
         self, registry: RegistryConfig, route: Route, accepted: tuple[str, ...]
@@ -180,23 +212,14 @@ class ManifestService:
             return None
         return await self.manifests.get_by_digest(registry.host, record.digest)
 
-    def _stale(self, stored: StoredManifest, head: bool, draft: EventDraft, why: str) -> web.StreamResponse:
-        draft.status = CacheStatus.STALE
-        draft.message = f"serving the cached manifest: {why}"
-        log.warning(
-            "%s %s:%s %s", draft.registry, draft.route.repository, draft.route.reference, draft.message
+    def _stale(
+        self, call: Call, stored: StoredManifest, head: bool, why: str, upstream_status: int | None
+    ) -> Reply:
+        message = f"serving the cached manifest: {why}"
+        log.warning("%s %s:%s %s", call.registry, call.route.repository, call.route.reference, message)
+        return self._reply(
+            call, stored, head, Served(CacheStatus.STALE, upstream_status=upstream_status, message=message)
         )
-        return self._reply(stored.body, stored.media_type, stored.digest, head, draft)
-
-    def _tag_ttl(self, registry: RegistryConfig, tag: str) -> float:
-        if registry.tag_ttl is not None:
-            return registry.tag_ttl
-        if registry.manifest_cache is False:
-            return 0.0
-        policy = self.config().manifest_cache
-        if registry.manifest_cache is True and not policy.enabled:
-            return policy.default_ttl
-        return policy.ttl_for(tag)
 
 
 def _accept_headers(accepted: tuple[str, ...]) -> dict[str, str]:

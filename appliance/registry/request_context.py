@@ -7,9 +7,10 @@ instead of re-resolving host strings.  It lives here, not in ``front/``, because
 layer consumes it and must not import the front door.
 
 Client identity (issue 17) hangs off ``identity``: the front door binds an identity to a
-connection (``Proxy-Authorization`` on the CONNECT, or a source-address mapping), the router
-copies it into every request's context along with the tunnel ``authority`` it must match, and the
-registry layer can check per-identity rules against the resolved ``registry`` and the route.
+connection (``Proxy-Authorization`` on the CONNECT, a client certificate, or a source-address
+mapping) or finds it per mirror request (``Authorization``), the router copies it into every
+request's context (after checking that a tunnelled request is for the tunnel's ``authority``), and
+the registry layer can check per-identity rules against the resolved ``registry`` and the route.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from appliance.access.identities import Identity
 from appliance.config.model import RegistryConfig
 
 
@@ -64,7 +66,7 @@ class Authority:
 
 
 class ClientIdentity(Protocol):
-    """Who the client proved to be; nothing fills it until client authentication (issue 17)."""
+    """What the registry layer needs of an identity (``access.identities.Identity`` has it)."""
 
     @property
     def name(self) -> str: ...
@@ -80,4 +82,6 @@ class RequestContext:
     # a request to a token realm host inside a tunnel it is that realm's own (default) settings.
     registry: RegistryConfig
     authority: Authority | None = None  # the CONNECT target, for Mode.TUNNEL only
-    identity: ClientIdentity | None = None  # None: not authenticated (always, until issue 17)
+    # Who the request is on behalf of (front/identity.py): a user, a robot, a client certificate's
+    # or a source network's identity, with its groups.  None: client authentication is off.
+    identity: Identity | None = None

@@ -1,19 +1,19 @@
 """Responses a registry client gets: relayed upstream answers, errors in OCI JSON, manifests, files.
 
 Everything here turns a value into an aiohttp response; the decisions are made in
-registry_blobs and registry_manifests.
+``blobs`` and ``manifests``, and what came of a request is theirs to say (``outcome``).
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from appliance import oci
 from appliance.errors import ErrorCode, RegistryError, UpstreamError
-from appliance.events import CacheStatus, EventDraft
 from appliance.upstream.response import UpstreamResponse
 
 CHUNK = 256 * 1024
@@ -66,9 +66,17 @@ class UpstreamAnswer(RegistryError):
         return self.raw_body
 
 
-async def relay_response(
-    request: web.BaseRequest, answer: UpstreamResponse, draft: EventDraft
-) -> web.StreamResponse:
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    """An upstream answer sent on to the client: its status, and the body bytes that went out."""
+
+    response: web.StreamResponse
+    status: int
+    bytes: int = 0
+    disconnected: bool = False  # the client went away before the body was all sent
+
+
+async def relay_response(request: web.BaseRequest, answer: UpstreamResponse) -> Relayed:
     """Stream an upstream answer to the client with the headers a registry client needs."""
     try:
         response = web.StreamResponse(status=answer.status)
@@ -78,31 +86,31 @@ async def relay_response(
         length = answer.headers.get("Content-Length")
         if request.method == "HEAD" or answer.status in (204, 304):
             await response.prepare(request)
-            return response
+            return Relayed(response, answer.status)
         if length is not None and length.isascii() and length.isdigit():
             response.content_length = int(length)
         else:
             response.headers.pop("Content-Length", None)
         await response.prepare(request)
+        sent = 0
         try:
             async for chunk in answer.chunks(CHUNK):
                 await response.write(chunk)
-                draft.bytes += len(chunk)
+                sent += len(chunk)
         except ConnectionError:
-            draft.message = "client disconnected"
-        return response
+            return Relayed(response, answer.status, sent, disconnected=True)
+        return Relayed(response, answer.status, sent)
     finally:
         await answer.release()
 
 
-def relay_head(answer: UpstreamResponse, draft: EventDraft) -> web.StreamResponse:
+def relay_head(answer: UpstreamResponse) -> Relayed:
+    """An upstream's answer to a HEAD (already released) as the client's answer."""
     response = web.Response(status=answer.status)
     for name in RELAY_HEADERS:
         for value in answer.headers.getall(name, []):
             response.headers.add(name, value)
-    draft.http_status = answer.status
-    draft.status = CacheStatus.BYPASS
-    return response
+    return Relayed(response, answer.status)
 
 
 async def answer_error(answer: UpstreamResponse) -> UpstreamAnswer:
@@ -129,18 +137,14 @@ def error_response(exc: RegistryError) -> web.Response:
     return web.Response(status=exc.status, body=exc.body(), headers=headers)
 
 
-def manifest_response(
-    body: bytes, media_type: str, digest: str, head: bool, draft: EventDraft
-) -> web.Response:
+def manifest_response(body: bytes, media_type: str, digest: str, head: bool) -> web.Response:
     headers = {
         "Content-Type": media_type,
         "Docker-Content-Digest": digest,
         "Etag": f'"{digest}"',
         oci.API_VERSION_HEADER[0]: oci.API_VERSION_HEADER[1],
     }
-    draft.http_status = 200
     if head:
         headers["Content-Length"] = str(len(body))
         return web.Response(status=200, headers=headers)
-    draft.bytes = len(body)
     return web.Response(status=200, body=body, headers=headers)

@@ -13,10 +13,11 @@ from aiohttp import web
 
 from appliance.config.model import RegistryConfig
 from appliance.errors import UpstreamError
-from appliance.events import CacheStatus, EventDraft
-from appliance.oci import API_VERSION_HEADER, Route
+from appliance.events import CacheStatus
+from appliance.oci import API_VERSION_HEADER
 from appliance.registry import tag_pages
 from appliance.registry.gate import GatedUpstream
+from appliance.registry.outcome import Call, Reply, Served
 from appliance.registry.responses import answer_error
 
 # A tag list is read whole to sort and cut it: Docker Hub's biggest repositories list ~10k tags.
@@ -31,22 +32,19 @@ class TagListService:
     def __init__(self, gate: GatedUpstream) -> None:
         self._gate = gate
 
-    async def serve(
-        self, request: web.BaseRequest, registry: RegistryConfig, route: Route, draft: EventDraft
-    ) -> web.StreamResponse:
+    async def serve(self, request: web.BaseRequest, registry: RegistryConfig, call: Call) -> Reply:
         query = tuple(request.rel_url.query.items())
         asked = tag_pages.page_request(query)
         if request.method == "HEAD":
-            return await self._gate.relay(request, registry, route, draft)
+            return await self._gate.relay(request, registry, call)
         answer = await self._gate.request(
             registry,
             "GET",
-            draft.path_qs,
+            call.path_qs,
             headers={"Accept": "application/json"},
-            repository=route.repository,
-            client_authorization=draft.authorization,
+            repository=call.route.repository,
+            client_authorization=call.authorization,
         )
-        draft.upstream_status = answer.status
         if answer.status != 200:
             raise await answer_error(answer)
         try:
@@ -64,7 +62,5 @@ class TagListService:
         if link is not None:
             headers["Link"] = link
         data = page.body()
-        draft.status = CacheStatus.BYPASS
-        draft.http_status = 200
-        draft.bytes = len(data)
-        return web.Response(status=200, body=data, headers=headers)
+        response = web.Response(status=200, body=data, headers=headers)
+        return Reply(response, Served(CacheStatus.BYPASS, 200, len(data), answer.status))

@@ -110,3 +110,10 @@ def test_warning_only_when_exposed_without_client_auth() -> None:
     assert warning is not None and "WITHOUT client authentication" in warning and "10.0.0.0/8" in warning
     assert exposure_warning(("127.0.0.1",), ClientFloor(), client_auth=False) is None
     assert exposure_warning(("0.0.0.0",), ClientFloor(), client_auth=True) is None
+
+
+def test_the_engine_floor_opens_only_when_client_authentication_is_on() -> None:
+    from appliance.access.network import client_floor
+
+    assert client_floor(None, access_enabled=True).allows("8.8.8.8")
+    assert not client_floor(None, access_enabled=False).allows("8.8.8.8")

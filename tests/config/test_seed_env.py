@@ -369,3 +369,21 @@ def test_env_export_env_reproduces_the_configuration(
     pairs, _ = export_env(first)
     second, _ = load(**dict(pairs))
     assert second == first
+
+
+def test_the_tls_listener_is_configured_from_the_environment_and_exported_back() -> None:
+    env = {
+        "TLS_LISTEN": "0.0.0.0:3129",
+        "TLS_CERT_FILE": "/etc/ra/tls.crt",
+        "TLS_KEY_FILE": "/etc/ra/tls.key",
+    }
+    config = apply_env(default_config({}), env).config
+    assert config.tls_listen == ("0.0.0.0", 3129)
+    assert (config.tls_cert_file, config.tls_key_file) == (Path("/etc/ra/tls.crt"), Path("/etc/ra/tls.key"))
+    exported = dict(export_env(config)[0])
+    assert {key: exported[key] for key in env} == env
+
+
+def test_a_tls_certificate_without_its_key_names_both_variables() -> None:
+    with pytest.raises(ConfigError, match="TLS_CERT_FILE and TLS_KEY_FILE go together"):
+        apply_env(default_config({}), {"TLS_CERT_FILE": "/etc/ra/tls.crt"})
