@@ -22,7 +22,8 @@ Not simple key tables, and so hand-written beside their hook in each format:
 * the whole ``[tunnel]`` policy as one value: TUNNEL in ``seed_env``, the view's ``tunnel``.
 
 Checks across keys of one table (a tunnel ``list`` needs hosts, ``connections_per_source`` is at most
-``max_connections``, ``tls_cert_file`` goes with ``tls_key_file``) are the tables' ``check`` hooks.
+``max_connections``, ``tls_cert_file`` goes with ``tls_key_file``) are the tables' ``check`` hooks
+(and ``seed_env`` checks TLS_CERT_FILE with TLS_KEY_FILE).
 """
 
 from __future__ import annotations
@@ -158,9 +159,30 @@ KEYS = (
         view="listen",
         into=("listen_host", "listen_port"),
     ),
-    ConfigKey("", "tls_listen", Kind.LISTEN, "A second listener speaking TLS (mirror mode over https)."),
-    ConfigKey("", "tls_cert_file", Kind.PATH, "Its certificate (default: one from the CA per SNI name)."),
-    ConfigKey("", "tls_key_file", Kind.PATH, "Its key (tls_cert_file and tls_key_file go together)."),
+    ConfigKey(
+        "",
+        "tls_listen",
+        Kind.LISTEN,
+        "TLS_LISTEN: a second listener speaking TLS (mirror mode over https, an https proxy).",
+        env=("TLS_LISTEN",),
+        export=Export.CHANGED,
+    ),
+    ConfigKey(
+        "",
+        "tls_cert_file",
+        Kind.PATH,
+        "TLS_CERT_FILE: its certificate (default: one from the CA per SNI name).",
+        env=("TLS_CERT_FILE",),
+        export=Export.CHANGED,
+    ),
+    ConfigKey(
+        "",
+        "tls_key_file",
+        Kind.PATH,
+        "TLS_KEY_FILE: its key (tls_cert_file and tls_key_file go together).",
+        env=("TLS_KEY_FILE",),
+        export=Export.CHANGED,
+    ),
     ConfigKey("", "cache_dir", Kind.PATH, "Blob and manifest cache.", export=Export.LOCAL, view="cache_dir"),
     ConfigKey(
         "",

@@ -56,9 +56,6 @@ HAND_WRITTEN_VARS = (
     "PROXY_REQUEST_BUFFERING",
     "TUNNEL",
     "ALLOW_CLIENTS",
-    "TLS_LISTEN",
-    "TLS_CERT_FILE",
-    "TLS_KEY_FILE",
 )
 # Every variable read here, for docs and for tests that clear the environment.
 ALL_VARS = (*HAND_WRITTEN_VARS, *env_vars())
@@ -100,6 +97,9 @@ def apply_env(base: Config, environ: Mapping[str, str]) -> EnvResult:
             )
         config = replace(config, credentials=credentials)
 
+    tls_files = [name for name in ("TLS_CERT_FILE", "TLS_KEY_FILE") if (get(name) or "").strip()]
+    if len(tls_files) == 1:
+        raise ConfigError("TLS_CERT_FILE", "TLS_CERT_FILE and TLS_KEY_FILE go together")
     for key in KEYS:
         for name in key.env:
             if (raw := get(name)) is not None and raw.strip():
@@ -111,17 +111,6 @@ def apply_env(base: Config, environ: Mapping[str, str]) -> EnvResult:
         config = replace(config, tunnel=parse_tunnel(raw, "TUNNEL"))
     if raw := (get("ALLOW_CLIENTS") or "").strip():
         config = replace(config, allow_clients=parse_allow_clients(raw.split(","), "ALLOW_CLIENTS"))
-    if raw := (get("TLS_LISTEN") or "").strip():
-        config = replace(config, tls_listen=parse_listen(raw, "TLS_LISTEN"))
-    tls_files = {name: (get(name) or "").strip() for name in ("TLS_CERT_FILE", "TLS_KEY_FILE")}
-    if any(tls_files.values()):
-        if not all(tls_files.values()):
-            raise ConfigError("TLS_CERT_FILE", "TLS_CERT_FILE and TLS_KEY_FILE go together")
-        config = replace(
-            config,
-            tls_cert_file=Path(tls_files["TLS_CERT_FILE"]),
-            tls_key_file=Path(tls_files["TLS_KEY_FILE"]),
-        )
     return EnvResult(config, tuple(warnings))
 
 

@@ -75,12 +75,6 @@ def export_env(config: Config) -> tuple[list[tuple[str, str]], list[str]]:
         pairs.append(("TUNNEL", format_tunnel(config.tunnel)))
     if config.allow_clients is not None:
         pairs.append(("ALLOW_CLIENTS", ",".join(str(network) for network in config.allow_clients)))
-    if config.tls_listen is not None:
-        host, port = config.tls_listen
-        pairs.append(("TLS_LISTEN", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"))
-    if config.tls_cert_file is not None and config.tls_key_file is not None:
-        pairs.append(("TLS_CERT_FILE", str(config.tls_cert_file)))
-        pairs.append(("TLS_KEY_FILE", str(config.tls_key_file)))
     if config.access != defaults.access:
         warnings.append("[access] (users, tokens, ACL rules) has no env var equivalent")
     return pairs, warnings
