@@ -61,12 +61,7 @@ class Engine:
     def __post_init__(self) -> None:
         self.leaf_certs = InterceptionCertificates(self.ca, intercepted_names(self.config))
         self.upstream = UpstreamClient(self.config)
-        self.blobs = BlobCache.on_disk(
-            self.config.cache_dir,
-            max_size=self.config.cache.max_size,
-            inactive=self.config.cache.inactive,
-            min_free_disk=self.config.cache.min_free_disk,
-        )
+        self.blobs = BlobCache.on_disk(self.config.cache_dir, self.config.cache)
         self.manifests = ManifestCache(self.blobs)
         self.pull_ahead = PullAhead(self.blobs, per_image=self.config.cache.pull_ahead, events=self.events)
         self.proxy = RegistryProxy(

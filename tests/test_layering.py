@@ -40,7 +40,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "oci": BASICS,
     "events": BASICS | {"oci"},
     "stats": BASICS | {"oci", "events"},
-    # protocol (a stdlib-only leaf): the access input checks and time parsing the CLI and dashboard share.
+    # protocol (a stdlib-only leaf): the access input checks and time parsing the CLI and dashboard
+    # share (protocol/access_input), and the config file's time spelling (protocol/units_text).
     "config": BASICS | {"protocol"},
     "accesslog": VOCABULARY | {"config"},
     "cache": VOCABULARY | {"config"},

@@ -1,12 +1,14 @@
-"""How numbers, times and statuses read on screen (no Textual): plain functions, tested alone."""
+"""How numbers, times and statuses read on screen (no Textual): plain functions, tested alone.
+
+Bytes and durations are spelled by ``appliance.protocol.units_text``, shared with the CLI.
+"""
 
 from __future__ import annotations
 
 import time
 
 from appliance import protocol as p
-
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+from appliance.protocol import units_text
 
 # Rich style per status: HIT green, MISS yellow, STALE/REVALIDATED blue, ERROR red.
 STATUS_STYLES: dict[p.EventStatus, str] = {
@@ -28,14 +30,7 @@ HEALTH_STYLES: dict[p.RegistryHealth, str] = {
 
 
 def size(value: int | None) -> str:
-    if value is None:
-        return "?"
-    amount = float(value)
-    for unit in _UNITS:
-        if abs(amount) < 1024 or unit == _UNITS[-1]:
-            return f"{int(amount)} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1024
-    raise AssertionError("unreachable")
+    return units_text.size(value)
 
 
 def progress(done: int, total: int | None) -> str:
@@ -56,27 +51,12 @@ def rate(bytes_per_second: float) -> str:
 
 def duration(seconds: float) -> str:
     """Request durations: ``850ms``, ``2.4s``, ``3m05s``."""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}m{secs:02d}s"
+    return units_text.took(seconds)
 
 
 def uptime(seconds: float) -> str:
     """``45s``, ``12m30s``, ``3h05m``, ``2d04h``."""
-    whole = int(seconds)
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours:02d}h"
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
+    return units_text.span(seconds)
 
 
 def clock(epoch: float) -> str:
@@ -85,9 +65,7 @@ def clock(epoch: float) -> str:
 
 
 def ago(epoch: float, now: float) -> str:
-    if epoch <= 0:
-        return "never"
-    return uptime(max(0.0, now - epoch)) + " ago"
+    return units_text.ago(epoch, now)
 
 
 def percent(ratio: float) -> str:
@@ -116,16 +94,4 @@ def fingerprint(value: str, pairs: int = 4) -> str:
 
 def seconds_setting(value: float | None) -> str:
     """A TTL as the config file spells it (``1h30m``); empty for unset."""
-    if value is None:
-        return ""
-    whole = int(value)
-    if whole != value:
-        return f"{value:g}"
-    out = ""
-    for unit, span in (("d", 86400), ("h", 3600), ("m", 60)):
-        count, whole = divmod(whole, span)
-        if count:
-            out += f"{count}{unit}"
-    if whole or not out:
-        out += f"{whole}s"
-    return out
+    return "" if value is None else units_text.setting_time(value)

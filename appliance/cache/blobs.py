@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 from appliance.cache.blobstore import BlobKey, BlobStore, Kind
 from appliance.cache.eviction import Evictor, Leases
@@ -21,7 +22,12 @@ from appliance.cache.index_records import Entry, EntryState, RegistryUsage, Repo
 from appliance.cache.readers import BlobReader, BypassReader, FollowReader, HitReader
 from appliance.cache.storage_health import StorageHealth, StorageReport
 from appliance.cache.verify import VerifyReport, verify
+from appliance.config.model import CacheConfig
 from appliance.events import CacheStatus
+
+if TYPE_CHECKING:
+    # typing.Unpack is 3.12+; the stub is all mypy needs, nothing imports it at run time.
+    from typing_extensions import Unpack
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +45,14 @@ class CacheUsage:
     storage: StorageReport | None = None  # the disk's state: room, failed writes (storage_health)
 
 
+class CacheHooks(TypedDict, total=False):
+    """What a ``BlobCache`` takes besides its settings: observers and the clock (tests set these)."""
+
+    on_progress: Callable[[FillProgress], None] | None
+    housekeeping_interval: float
+    clock: Callable[[], float]
+
+
 class BlobCache:
     """Blobs by (registry, digest), filled once from upstream and streamed to every waiting client."""
 
@@ -46,10 +60,8 @@ class BlobCache:
         self,
         store: BlobStore,
         index: CacheIndex,
+        config: CacheConfig,
         *,
-        max_size: int,
-        inactive: float,
-        min_free_disk: int,
         on_progress: Callable[[FillProgress], None] | None = None,
         housekeeping_interval: float = 60.0,
         clock: Callable[[], float] = time.time,
@@ -59,15 +71,17 @@ class BlobCache:
         self.leases = Leases()
         self._clock = clock
         # Shared by the index (dropped use records), the fills and the manifests: one disk state.
-        self.health = StorageHealth(min_free_disk, clock=clock)
+        self.health = StorageHealth(config.min_free_disk, clock=clock)
         index.health = self.health
-        self.evictor = Evictor(index, store, self.leases, max_size=max_size, inactive=inactive, clock=clock)
+        self.evictor = Evictor(
+            index, store, self.leases, max_size=config.max_size, inactive=config.inactive, clock=clock
+        )
         self.fills = FillManager(
             store,
             index,
             self.evictor,
             self.leases,
-            min_free_disk=min_free_disk,
+            min_free_disk=config.min_free_disk,
             on_progress=on_progress,
             clock=clock,
             health=self.health,
@@ -77,28 +91,9 @@ class BlobCache:
         self.swept = 0  # temp files of interrupted fills removed at start
 
     @classmethod
-    def on_disk(
-        cls,
-        cache_dir: Path,
-        *,
-        max_size: int,
-        inactive: float,
-        min_free_disk: int,
-        on_progress: Callable[[FillProgress], None] | None = None,
-        housekeeping_interval: float = 60.0,
-        clock: Callable[[], float] = time.time,
-    ) -> BlobCache:
+    def on_disk(cls, cache_dir: Path, config: CacheConfig, **hooks: Unpack[CacheHooks]) -> BlobCache:
         """The usual composition: files and index side by side in ``cache_dir``."""
-        return cls(
-            FileBlobStore(cache_dir),
-            CacheIndex(cache_dir / INDEX_FILE),
-            max_size=max_size,
-            inactive=inactive,
-            min_free_disk=min_free_disk,
-            on_progress=on_progress,
-            housekeeping_interval=housekeeping_interval,
-            clock=clock,
-        )
+        return cls(FileBlobStore(cache_dir), CacheIndex(cache_dir / INDEX_FILE), config, **hooks)
 
     async def start(self) -> None:
         """Sweep temp files, finish what a crash interrupted, load the byte count, start housekeeping."""

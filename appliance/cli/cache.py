@@ -40,12 +40,7 @@ def _config(args: argparse.Namespace) -> Config:
 def _open_offline(config: Config) -> BlobCache:
     from appliance.cache import BlobCache
 
-    return BlobCache.on_disk(
-        config.cache_dir,
-        max_size=config.cache.max_size,
-        inactive=config.cache.inactive,
-        min_free_disk=config.cache.min_free_disk,
-    )
+    return BlobCache.on_disk(config.cache_dir, config.cache)
 
 
 async def _offline(config: Config, action: str, args: argparse.Namespace) -> int:

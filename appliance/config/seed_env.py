@@ -1,23 +1,25 @@
 """The seed's environment variables (rpardini 0.7.0) -> ``Config``, with the seed's known bugs fixed.
 
-``apply_env`` lays the variables over a lower-precedence ``Config``.  This module holds the table of
-variables; AUTH_REGISTRIES is parsed in ``seed_env_auth`` and ``seed_env_export`` turns a ``Config``
-back into variables.
+``apply_env`` lays the variables over a lower-precedence ``Config``.  The variables of single keys are
+those of the key table (``config.keys``); the rest are read here by hand (REGISTRIES, the manifest
+tiers, TUNNEL, ALLOW_CLIENTS).  AUTH_REGISTRIES is parsed in ``seed_env_auth``, and ``seed_env_export``
+turns a ``Config`` back into variables.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from appliance.config.access_toml import parse_allow_clients
+from appliance.config.keys import KEYS, ConfigKey, Kind, env_vars, with_value
 from appliance.config.model import (
     DEFAULT_EXTRA_REGISTRIES,
     Config,
     ManifestCachePolicy,
     RegistryConfig,
-    Timeouts,
     normalize_host,
 )
 from appliance.config.seed_env_auth import (
@@ -33,57 +35,30 @@ from appliance.config.values import (
     check_regex,
     merge_registries,
     parse_bool,
-    parse_event_queue,
     parse_host,
     parse_listen,
-    parse_log_format,
-    parse_pull_ahead,
     parse_tunnel,
-    parse_upstream_proxy,
 )
 from appliance.errors import ConfigError
 
-TIMEOUT_VARS: dict[str, str] = {f"{field.name.upper()}_TIMEOUT": field.name for field in fields(Timeouts)}
 TIER_VARS = (
     ("primary", "MANIFEST_CACHE_PRIMARY_REGEX", "MANIFEST_CACHE_PRIMARY_TIME"),
     ("secondary", "MANIFEST_CACHE_SECONDARY_REGEX", "MANIFEST_CACHE_SECONDARY_TIME"),
 )
 _DEFAULT_TIERS = {tier.name: tier for tier in ManifestCachePolicy().tiers}
-# Every variable read here, for docs and for tests that clear the environment.
-SEED_VARS = (
+# The variables read by hand: the ones of no single key (REGISTRIES, AUTH_REGISTRIES, TUNNEL, ...).
+HAND_WRITTEN_VARS = (
     "REGISTRIES",
     "AUTH_REGISTRIES",
     "AUTH_REGISTRIES_DELIMITER",
     "AUTH_REGISTRY_DELIMITER",
-    "CACHE_MAX_SIZE",
-    "CACHE_INACTIVE",
-    "ENABLE_MANIFEST_CACHE",
     *(name for _, regex, time in TIER_VARS for name in (regex, time)),
-    "MANIFEST_CACHE_DEFAULT_TIME",
-    "ALLOW_PUSH",
-    "VERIFY_SSL",
-    "DISABLE_IPV6",
-    *TIMEOUT_VARS,
-    "CA_KEY_FILE",
-    "CA_CRT_FILE",
-    "DEBUG",
-)
-EXTRA_VARS = (
     "PROXY_REQUEST_BUFFERING",
-    "UPSTREAM_PROXY",
-    "APPLIANCE_UPSTREAM_PROXY",
     "TUNNEL",
-    "LISTEN",
-    "LOG_FORMAT",
-    "APPLIANCE_CONTROL_GROUP",
-    "APPLIANCE_EVENT_QUEUE",
-    "APPLIANCE_PULL_AHEAD",
     "ALLOW_CLIENTS",
-    "TLS_LISTEN",
-    "TLS_CERT_FILE",
-    "TLS_KEY_FILE",
 )
-ALL_VARS = (*SEED_VARS, *EXTRA_VARS)
+# Every variable read here, for docs and for tests that clear the environment.
+ALL_VARS = (*HAND_WRITTEN_VARS, *env_vars())
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +74,6 @@ def apply_env(base: Config, environ: Mapping[str, str]) -> EnvResult:
 
     def get(name: str) -> str | None:
         return environ.get(name)
-
-    def flag(name: str, current: bool) -> bool:
-        raw = get(name)
-        parsed = None if raw is None else parse_bool(raw, name)
-        return current if parsed is None else parsed
 
     raw_registries = get("REGISTRIES")
     if raw_registries is not None:
@@ -127,63 +97,20 @@ def apply_env(base: Config, environ: Mapping[str, str]) -> EnvResult:
             )
         config = replace(config, credentials=credentials)
 
-    cache = config.cache
-    if (raw := get("CACHE_MAX_SIZE")) is not None and raw.strip():
-        cache = replace(cache, max_size=parse_size(raw, "CACHE_MAX_SIZE"))
-    if (raw := get("CACHE_INACTIVE")) is not None and raw.strip():
-        cache = replace(cache, inactive=parse_time(raw, "CACHE_INACTIVE"))
-    config = replace(config, cache=cache, manifest_cache=_manifest_policy(config.manifest_cache, get, flag))
-
-    timeouts = config.timeouts
-    for name, field_name in TIMEOUT_VARS.items():
-        if (raw := get(name)) is not None and raw.strip():
-            timeouts = replace(timeouts, **{field_name: parse_time(raw, name)})
-
-    config = replace(
-        config,
-        timeouts=timeouts,
-        allow_push=flag("ALLOW_PUSH", config.allow_push),
-        verify_ssl=flag("VERIFY_SSL", config.verify_ssl),
-        disable_ipv6=flag("DISABLE_IPV6", config.disable_ipv6),
-        debug=flag("DEBUG", config.debug),
-    )
-    # Accepted for compatibility and ignored: uploads always stream.
-    flag("PROXY_REQUEST_BUFFERING", True)
-
-    if raw := (get("CA_KEY_FILE") or "").strip():
-        config = replace(config, ca_key_file=Path(raw))
-    if raw := (get("CA_CRT_FILE") or "").strip():
-        config = replace(config, ca_cert_file=Path(raw))
-    for name in ("UPSTREAM_PROXY", "APPLIANCE_UPSTREAM_PROXY"):
-        if raw := (get(name) or "").strip():
-            config = replace(config, upstream_proxy=parse_upstream_proxy(raw, name))
+    tls_files = [name for name in ("TLS_CERT_FILE", "TLS_KEY_FILE") if (get(name) or "").strip()]
+    if len(tls_files) == 1:
+        raise ConfigError("TLS_CERT_FILE", "TLS_CERT_FILE and TLS_KEY_FILE go together")
+    for key in KEYS:
+        for name in key.env:
+            if (raw := get(name)) is not None and raw.strip():
+                config = with_value(config, key, env_value(key, raw.strip(), name))
+    config = replace(config, manifest_cache=_manifest_tiers(config.manifest_cache, get))
+    if (raw := get("PROXY_REQUEST_BUFFERING")) is not None:
+        parse_bool(raw, "PROXY_REQUEST_BUFFERING")  # checked for the seed's sake, ignored: uploads stream
     if raw := (get("TUNNEL") or "").strip():
         config = replace(config, tunnel=parse_tunnel(raw, "TUNNEL"))
-    if raw := (get("LISTEN") or "").strip():
-        host, port = parse_listen(raw, "LISTEN")
-        config = replace(config, listen_host=host, listen_port=port)
-    if raw := (get("LOG_FORMAT") or "").strip():
-        config = replace(config, log_format=parse_log_format(raw, "LOG_FORMAT"))
-    if raw := (get("APPLIANCE_CONTROL_GROUP") or "").strip():
-        config = replace(config, control_group=raw)
-    if raw := (get("APPLIANCE_EVENT_QUEUE") or "").strip():
-        config = replace(config, event_queue=parse_event_queue(raw, "APPLIANCE_EVENT_QUEUE"))
-    if raw := (get("APPLIANCE_PULL_AHEAD") or "").strip():
-        pull_ahead = parse_pull_ahead(raw, "APPLIANCE_PULL_AHEAD")
-        config = replace(config, cache=replace(config.cache, pull_ahead=pull_ahead))
     if raw := (get("ALLOW_CLIENTS") or "").strip():
         config = replace(config, allow_clients=parse_allow_clients(raw.split(","), "ALLOW_CLIENTS"))
-    if raw := (get("TLS_LISTEN") or "").strip():
-        config = replace(config, tls_listen=parse_listen(raw, "TLS_LISTEN"))
-    tls_files = {name: (get(name) or "").strip() for name in ("TLS_CERT_FILE", "TLS_KEY_FILE")}
-    if any(tls_files.values()):
-        if not all(tls_files.values()):
-            raise ConfigError("TLS_CERT_FILE", "TLS_CERT_FILE and TLS_KEY_FILE go together")
-        config = replace(
-            config,
-            tls_cert_file=Path(tls_files["TLS_CERT_FILE"]),
-            tls_key_file=Path(tls_files["TLS_KEY_FILE"]),
-        )
     return EnvResult(config, tuple(warnings))
 
 
@@ -206,11 +133,29 @@ def _registries_from_env(
     return registries, warnings
 
 
-def _manifest_policy(
-    policy: ManifestCachePolicy,
-    get: Callable[[str], str | None],
-    flag: Callable[[str, bool], bool],
-) -> ManifestCachePolicy:
+def env_value(key: ConfigKey, raw: str, name: str) -> Any:
+    """The value of ``key`` from the variable ``name`` (``raw`` stripped, not empty)."""
+    match key.kind:
+        case Kind.PATH:
+            return Path(raw)
+        case Kind.BOOL:
+            return parse_bool(raw, name)
+        case Kind.SIZE:
+            return parse_size(raw, name)
+        case Kind.TIME:
+            return parse_time(raw, name)
+        case Kind.WHOLE:
+            assert key.parse is not None, key.dotted
+            return key.parse(raw, name)
+        case Kind.TEXT:
+            return key.parse(raw, name) if key.parse else raw
+        case Kind.LISTEN:
+            return parse_listen(raw, name)
+        case Kind.RESOLVE | Kind.TUNNEL_MODE | Kind.TUNNEL_HOSTS:
+            raise AssertionError(f"{key.dotted} has no variable of its own")
+
+
+def _manifest_tiers(policy: ManifestCachePolicy, get: Callable[[str], str | None]) -> ManifestCachePolicy:
     tiers = list(policy.tiers)
     for name, regex_var, time_var in TIER_VARS:
         regex = get(regex_var)
@@ -237,9 +182,4 @@ def _manifest_policy(
         if time is not None and time.strip():
             tier = replace(tier, ttl=parse_time(time, time_var))
         tiers[index] = tier
-    default_ttl = policy.default_ttl
-    if (raw := get("MANIFEST_CACHE_DEFAULT_TIME")) is not None and raw.strip():
-        default_ttl = parse_time(raw, "MANIFEST_CACHE_DEFAULT_TIME")
-    return ManifestCachePolicy(
-        enabled=flag("ENABLE_MANIFEST_CACHE", policy.enabled), tiers=tuple(tiers), default_ttl=default_ttl
-    )
+    return replace(policy, tiers=tuple(tiers))

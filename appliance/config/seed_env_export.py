@@ -1,16 +1,20 @@
 """A ``Config`` -> the seed's environment variables, as ``KEY=value`` lines for a shell or an env-file.
 
 The inverse of ``seed_env.apply_env`` for everything the variables can express; the rest is reported
-as warnings.  AUTH_REGISTRIES gets delimiters that no credential collides with (``seed_env_auth``).
+as warnings.  Each key of the key table (``config.keys``) says whether its variable is written always
+(the seed's) or when changed, or why it has none.  AUTH_REGISTRIES gets delimiters that no credential
+collides with (``seed_env_auth``).
 """
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Iterable
+from typing import Any
 
-from appliance.config.model import CacheConfig, Config, LogFormat, RegistryConfig, TunnelPolicy, docker_hub
-from appliance.config.seed_env import TIER_VARS, TIMEOUT_VARS
+from appliance.config.keys import KEYS, ConfigKey, Export, Kind, get
+from appliance.config.model import Config, RegistryConfig, docker_hub
+from appliance.config.seed_env import TIER_VARS
 from appliance.config.seed_env_auth import (
     DEFAULT_ENTRIES_DELIMITER,
     DEFAULT_ENTRY_DELIMITER,
@@ -46,13 +50,17 @@ def export_env(config: Config) -> tuple[list[tuple[str, str]], list[str]]:
         pairs.append(("AUTH_REGISTRY_DELIMITER", entry_delimiter))
     pairs.append(("AUTH_REGISTRIES", value))
 
-    pairs.append(("CACHE_MAX_SIZE", format_size(config.cache.max_size)))
-    pairs.append(("CACHE_INACTIVE", format_time(config.cache.inactive)))
-    if config.cache.min_free_disk != CacheConfig().min_free_disk:
-        warnings.append("cache.min_free_disk has no env var equivalent")
+    for key in KEYS:
+        current = get(config, key)
+        changed = current != get(defaults, key)
+        if key.env and (key.export is Export.ALWAYS or changed):
+            pairs.append((key.env[0], env_text(key, current)))
+        elif changed and key.export is Export.NONE:
+            warnings.append(f"{key.dotted} has no env var equivalent")
+        elif changed and key.export is Export.FLAG:
+            warnings.append(f"{key.dotted} has no env var equivalent (use the command-line flag)")
 
     policy = config.manifest_cache
-    pairs.append(("ENABLE_MANIFEST_CACHE", _bool(policy.enabled)))
     names = [tier.name for tier in policy.tiers]
     if names not in (["primary", "secondary"], ["primary"], ["secondary"], []):
         warnings.append(
@@ -63,51 +71,31 @@ def export_env(config: Config) -> tuple[list[tuple[str, str]], list[str]]:
         pairs.append((regex_var, tier.regex if tier else ""))
         if tier is not None:
             pairs.append((time_var, format_time(tier.ttl)))
-    pairs.append(("MANIFEST_CACHE_DEFAULT_TIME", format_time(policy.default_ttl)))
-
-    pairs.append(("ALLOW_PUSH", _bool(config.allow_push)))
-    pairs.append(("VERIFY_SSL", _bool(config.verify_ssl)))
-    pairs.append(("DISABLE_IPV6", _bool(config.disable_ipv6)))
-    for name, field_name in TIMEOUT_VARS.items():
-        pairs.append((name, format_time(getattr(config.timeouts, field_name))))
-    if config.ca_key_file is not None:
-        pairs.append(("CA_KEY_FILE", str(config.ca_key_file)))
-    if config.ca_cert_file is not None:
-        pairs.append(("CA_CRT_FILE", str(config.ca_cert_file)))
-    pairs.append(("DEBUG", _bool(config.debug)))
-
-    if config.upstream_proxy:
-        pairs.append(("UPSTREAM_PROXY", config.upstream_proxy))
-    if config.tunnel != TunnelPolicy():
+    if config.tunnel != defaults.tunnel:
         pairs.append(("TUNNEL", format_tunnel(config.tunnel)))
-    if (config.listen_host, config.listen_port) != (defaults.listen_host, defaults.listen_port):
-        host = f"[{config.listen_host}]" if ":" in config.listen_host else config.listen_host
-        pairs.append(("LISTEN", f"{host}:{config.listen_port}"))
-    if config.log_format is not LogFormat.TEXT:
-        pairs.append(("LOG_FORMAT", str(config.log_format)))
-    if config.cache.pull_ahead != defaults.cache.pull_ahead:
-        pairs.append(("APPLIANCE_PULL_AHEAD", str(config.cache.pull_ahead)))
     if config.allow_clients is not None:
         pairs.append(("ALLOW_CLIENTS", ",".join(str(network) for network in config.allow_clients)))
-    if config.tls_listen is not None:
-        host, port = config.tls_listen
-        pairs.append(("TLS_LISTEN", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"))
-    if config.tls_cert_file is not None and config.tls_key_file is not None:
-        pairs.append(("TLS_CERT_FILE", str(config.tls_cert_file)))
-        pairs.append(("TLS_KEY_FILE", str(config.tls_key_file)))
     if config.access != defaults.access:
         warnings.append("[access] (users, tokens, ACL rules) has no env var equivalent")
-    for what, value_set in (
-        ("resolve", bool(config.resolve)),
-        ("upstream_ca", config.upstream_ca is not None),
-    ):
-        if value_set:
-            warnings.append(f"{what} has no env var equivalent (use the command-line flag)")
     return pairs, warnings
 
 
-def _bool(value: bool) -> str:
-    return "true" if value else "false"
+def env_text(key: ConfigKey, value: Any) -> str:
+    """A key's model value as its variable spells it."""
+    match key.kind:
+        case Kind.BOOL:
+            return "true" if value else "false"
+        case Kind.SIZE:
+            return format_size(value)
+        case Kind.TIME:
+            return format_time(value)
+        case Kind.LISTEN:
+            host, port = value
+            return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        case Kind.PATH | Kind.TEXT | Kind.WHOLE:
+            return str(value)
+        case Kind.RESOLVE | Kind.TUNNEL_MODE | Kind.TUNNEL_HOSTS:
+            raise AssertionError(f"{key.dotted} has no variable of its own")
 
 
 def format_env_lines(pairs: Iterable[tuple[str, str]], style: str = "shell") -> str:

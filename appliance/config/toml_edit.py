@@ -1,8 +1,8 @@
 """Edits of the TOML configuration file and its atomic write: the only code that writes the file.
 
-The file is read by ``config.toml_read`` (keys and typed access in ``config.toml_keys``) and rendered
-from a ``Config`` by ``config.toml_render``; these ``config_file*`` modules are the only code that
-touches the TOML, always through tomlkit so comments are kept.
+The file is read by ``config.toml_read`` (keys and typed access in ``config.toml_keys``, the simple keys
+listed in ``config.keys``) and rendered from a ``Config`` by ``config.toml_render``; these ``toml_*``
+modules are the only code that touches the TOML, always through tomlkit so comments are kept.
 
 Every edit re-validates the whole resulting document before it writes, and writes atomically (temp
 file + rename), so a rejected edit leaves the file byte-identical.  A file holding any secret (an
@@ -22,6 +22,7 @@ from tomlkit.items import AoT, Table
 
 from appliance.config.access_edit import holds_hashes
 from appliance.config.credentials import delete_secret, store_secret
+from appliance.config.keys import KEYS, Mask
 from appliance.config.model import Config, Secret, SecretStore, normalize_host
 from appliance.config.toml_read import config_from_document, parse_text, read_document
 from appliance.config.values import default_config, default_registries, parse_scope, url_has_password
@@ -34,8 +35,12 @@ def holds_secret(document: Mapping[str, Any]) -> bool:
     credentials = data.get("credentials")
     if isinstance(credentials, list) and any(isinstance(c, dict) and "password" in c for c in credentials):
         return True
-    proxy = data.get("upstream_proxy")
-    return (isinstance(proxy, str) and url_has_password(proxy)) or holds_hashes(data)
+    for key in KEYS:
+        table = data.get(key.table, {}) if key.table else data
+        value = table.get(key.name) if isinstance(table, Mapping) else None
+        if key.mask is Mask.URL_PASSWORD and isinstance(value, str) and url_has_password(value):
+            return True
+    return holds_hashes(data)
 
 
 def write_document(path: Path, document: tomlkit.TOMLDocument) -> None:

@@ -1,6 +1,7 @@
 """The TOML file's valid keys per table, and typed access to its values (errors name file and key).
 
-Part of the ``config_file*`` modules, the only code that reads or writes the TOML file.
+The simple keys are those of the key table (``config.keys``); this adds the hand-written tables' keys.
+Part of the ``toml_*`` modules, the only code that reads or writes the TOML file.
 """
 
 from __future__ import annotations
@@ -12,55 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config.credentials import CREDENTIAL_KEYS
-from appliance.config.model import CacheConfig, Limits, RegistryConfig, Timeouts
+from appliance.config.keys import TABLES, table_keys
+from appliance.config.model import RegistryConfig
 from appliance.errors import ConfigError
 
-TOP_KEYS = (
-    "listen",
-    "tls_listen",
-    "tls_cert_file",
-    "tls_key_file",
-    "cache_dir",
-    "ca_dir",
-    "control_socket",
-    "control_group",
-    "event_queue",
-    "ca_cert_file",
-    "ca_key_file",
-    "allow_push",
-    "verify_ssl",
-    "disable_ipv6",
-    "upstream_ca",
-    "upstream_proxy",
-    "debug",
-    "log_format",
-    "resolve",
-    "cache",
-    "manifest_cache",
-    "timeouts",
-    "tunnel",
-    "limits",
-    "registries",
-    "credentials",
-    "allow_clients",
-    "access",
-)
-CACHE_KEYS = tuple(f.name for f in fields(CacheConfig))
-MANIFEST_KEYS = ("enabled", "default_ttl", "tiers")
+# Each TOML table's valid keys ("" the top level); the simple ones come from the key table (keys.py).
+VALID_KEYS = {table.name: table_keys(table) for table in TABLES}
 TIER_KEYS = ("name", "regex", "ttl")
-TIMEOUT_KEYS = tuple(f.name for f in fields(Timeouts))
-TUNNEL_KEYS = ("mode", "hosts")
-LIMIT_KEYS = tuple(f.name for f in fields(Limits))
 REGISTRY_KEYS = tuple(f.name for f in fields(RegistryConfig))
 _ALL_KEYS = frozenset(
     (
-        *TOP_KEYS,
-        *CACHE_KEYS,
-        *MANIFEST_KEYS,
+        *(key for keys in VALID_KEYS.values() for key in keys),
         *TIER_KEYS,
-        *TIMEOUT_KEYS,
-        *TUNNEL_KEYS,
-        *LIMIT_KEYS,
         *REGISTRY_KEYS,
         *CREDENTIAL_KEYS,
     )

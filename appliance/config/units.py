@@ -11,12 +11,11 @@ import re
 
 from appliance.errors import ConfigError
 from appliance.protocol.access_input import AccessInputError, parse_duration
+from appliance.protocol.units_text import setting_time
 
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _SIZE_RE = re.compile(r"(\d+)([kKmMgG]?)")
 
-# Formatting uses the units whose meaning nobody misreads (no M/y).
-_FORMAT_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
 
 def parse_size(value: str | int, where: str) -> int:
@@ -53,16 +52,8 @@ def format_size(size: int) -> str:
 
 
 def format_time(seconds: float) -> str:
-    """An exact nginx spelling of ``seconds`` (``5400`` -> ``1h30m``, ``0.5`` -> ``500ms``)."""
-    millis = round(seconds * 1000)
-    if millis == 0:
-        return "0s"
-    whole, rest_ms = divmod(millis, 1000)
-    parts = []
-    for suffix, factor in _FORMAT_UNITS:
-        count, whole = divmod(whole, factor)
-        if count:
-            parts.append(f"{count}{suffix}")
-    if rest_ms:
-        parts.append(f"{rest_ms}ms")
-    return "".join(parts)
+    """An exact nginx spelling of ``seconds`` (``5400`` -> ``1h30m``, ``0.5`` -> ``500ms``).
+
+    The spelling is the protocol's, so the dashboard's forms show a TTL as this file would hold it.
+    """
+    return setting_time(seconds)

@@ -310,3 +310,15 @@ def parse_event_queue(value: object, where: str) -> int:
     if isinstance(value, bool) or not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise ConfigError(where, f"expected a positive whole number, got {value!r}")
     return int(text)
+
+
+def parse_control_group(value: str, where: str) -> str | None:
+    """A group name or gid for the control socket; empty means none."""
+    return value.strip() or None
+
+
+def parse_connection_limit(value: object, where: str) -> int:
+    """A connection count: a TOML integer from 1 to 1000000."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+        raise ConfigError(where, f"expected a whole number from 1 to 1000000, not {value!r}")
+    return value

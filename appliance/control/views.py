@@ -1,6 +1,7 @@
 """Engine state -> control-protocol records (``appliance.protocol``): pure conversions, no I/O.
 
-Secrets are masked here, at the one place engine values become wire values.
+Secrets are masked here, at the one place engine values become wire values.  The configuration's
+simple keys reach ``ConfigView`` as the key table (``config.keys``) says.
 """
 
 from __future__ import annotations
@@ -8,11 +9,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from appliance import __version__
 from appliance import protocol as p
 from appliance.cache import CacheUsage, FillProgress, RepositoryListing, VerifyReport
 from appliance.cache.storage_health import StorageReport
+from appliance.config.keys import KEYS, ConfigKey, Kind, Mask, get, with_value
 from appliance.config.model import DOCKER_HUB_HOST, Config, Credential, Secret, SecretStore
 from appliance.config.seed_env_export import export_env, format_env_lines
 from appliance.config.values import format_tunnel, mask_url
@@ -187,21 +190,8 @@ def config_view(config: Config, editable: bool) -> p.ConfigView:
     return p.ConfigView(
         config_path=str(config.config_path) if config.config_path else None,
         editable=editable,
-        listen=f"{config.listen_host}:{config.listen_port}",
-        cache_dir=str(config.cache_dir),
-        ca_dir=str(config.ca_dir),
-        control_socket=str(config.control_socket),
-        cache_max_size=config.cache.max_size,
-        cache_inactive=config.cache.inactive,
-        cache_min_free_disk=config.cache.min_free_disk,
-        allow_push=config.allow_push,
-        verify_ssl=config.verify_ssl,
-        disable_ipv6=config.disable_ipv6,
-        manifest_cache=config.manifest_cache.enabled,
         tunnel=format_tunnel(config.tunnel),
-        upstream_proxy=mask_url(config.upstream_proxy) if config.upstream_proxy else None,
-        log_format=str(config.log_format),
-        debug=config.debug,
+        **{key.view: view_value(key, get(config, key)) for key in KEYS if key.view},
         registries=tuple(
             p.RegistryView(
                 host=r.host,
@@ -227,13 +217,30 @@ def credential_view(credential: Credential) -> p.CredentialView:
     )
 
 
+def view_value(key: ConfigKey, value: Any) -> Any:
+    """A key's value as the ``ConfigView`` shows it: JSON-able, its secret masked."""
+    if value is None:
+        return None
+    if key.mask is Mask.URL_PASSWORD:
+        return mask_url(value)
+    match key.kind:
+        case Kind.LISTEN:
+            host, port = value
+            return f"{host}:{port}"
+        case Kind.PATH | Kind.TEXT | Kind.TUNNEL_MODE:
+            return str(value)
+        case Kind.BOOL | Kind.SIZE | Kind.TIME | Kind.WHOLE:
+            return value
+        case Kind.RESOLVE | Kind.TUNNEL_HOSTS:
+            return tuple(str(item) for item in value)
+
+
 def masked(config: Config) -> Config:
     """``config`` with every secret replaced by the mask, for views that render it whole."""
-    return replace(
-        config,
-        credentials=tuple(replace(c, password=Secret(p.MASK)) for c in config.credentials),
-        upstream_proxy=mask_url(config.upstream_proxy) if config.upstream_proxy else None,
-    )
+    for key in KEYS:
+        if key.mask is Mask.URL_PASSWORD and (value := get(config, key)):
+            config = with_value(config, key, mask_url(value))
+    return replace(config, credentials=tuple(replace(c, password=Secret(p.MASK)) for c in config.credentials))
 
 
 def env_view(config: Config) -> p.EnvView:

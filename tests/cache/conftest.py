@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from appliance.cache import BlobCache
+from appliance.config.model import CacheConfig
 
 CacheFactory = Callable[..., Awaitable[BlobCache]]
 
@@ -25,9 +26,7 @@ async def make_cache(tmp_path: Path) -> AsyncIterator[CacheFactory]:
     ) -> BlobCache:
         cache = BlobCache.on_disk(
             directory or tmp_path / "cache",
-            max_size=max_size,
-            inactive=inactive,
-            min_free_disk=min_free_disk,
+            CacheConfig(max_size=max_size, inactive=inactive, min_free_disk=min_free_disk),
             **kwargs,  # type: ignore[arg-type]
         )
         await cache.start()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from appliance.cache import INDEX_FILE, BlobCache, BlobKey, BlobSource, FillProgress, Kind
+from appliance.config.model import CacheConfig
 from appliance.errors import IntegrityError, UpstreamError
 from appliance.events import CacheStatus
 from tests.cache.conftest import CacheFactory
@@ -383,7 +384,7 @@ async def test_start_finishes_rows_a_crash_left_unfinished(make_cache: CacheFact
 
 async def test_start_with_100k_entries_serves_the_first_hit_within_a_second(tmp_path: Path) -> None:
     directory = tmp_path / "cache"
-    seed = BlobCache.on_disk(directory, max_size=1 << 50, inactive=1e9, min_free_disk=0)
+    seed = BlobCache.on_disk(directory, CacheConfig(max_size=1 << 50, inactive=1e9, min_free_disk=0))
     await seed.start()
     data = payload(4096)
     await _fill(seed, REG, sha256(data), Upstream(data))
@@ -398,7 +399,7 @@ async def test_start_with_100k_entries_serves_the_first_hit_within_a_second(tmp_
     db.close()
 
     started = time.monotonic()
-    cache = BlobCache.on_disk(directory, max_size=1 << 50, inactive=1e9, min_free_disk=0)
+    cache = BlobCache.on_disk(directory, CacheConfig(max_size=1 << 50, inactive=1e9, min_free_disk=0))
     await cache.start()
     hit = await cache.open(REG, sha256(data))
     assert hit is not None and await read_all(hit.chunks()) == data

@@ -22,6 +22,7 @@ CHILD = textwrap.dedent(
     import asyncio, hashlib, sys
     from pathlib import Path
     from appliance.cache import BlobCache, BlobSource
+    from appliance.config.model import CacheConfig
 
     directory, size, count, delay = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 
@@ -39,8 +40,9 @@ CHILD = textwrap.dedent(
             print("PROGRESS", p.done, flush=True)
 
     async def main():
-        cache = BlobCache.on_disk(directory, max_size=1 << 40, inactive=1e9, min_free_disk=0,
-                                  on_progress=progress)
+        cache = BlobCache.on_disk(
+            directory, CacheConfig(max_size=1 << 40, inactive=1e9, min_free_disk=0), on_progress=progress
+        )
         await cache.start()
         for seed in range(count):
             data = blob(seed)

@@ -17,6 +17,7 @@ from appliance.cache.blobstore import TempBlob
 from appliance.cache.filestore import FileBlobStore
 from appliance.cache.fill import FillMode
 from appliance.cache.index import CacheIndex
+from appliance.config.model import CacheConfig
 from appliance.errors import UpstreamError
 from appliance.events import CacheStatus
 from tests.cache.conftest import CacheFactory
@@ -171,9 +172,7 @@ async def test_a_reader_keeping_pace_gets_bytes_before_a_slow_disk_has_them(tmp_
     cache = BlobCache(
         SlowDisk(tmp_path / "cache"),
         CacheIndex(tmp_path / "cache" / "index.sqlite"),
-        max_size=1 << 30,
-        inactive=86400.0,
-        min_free_disk=0,
+        CacheConfig(max_size=1 << 30, inactive=86400.0, min_free_disk=0),
     )
     await cache.start()
     try:
@@ -219,9 +218,7 @@ async def test_only_the_first_fill_waits_for_the_free_space_check(
     cache = BlobCache(
         SlowStatfs(tmp_path / "cache"),
         CacheIndex(tmp_path / "cache" / "index.sqlite"),
-        max_size=1 << 30,
-        inactive=86400.0,
-        min_free_disk=1 << 30,
+        CacheConfig(max_size=1 << 30, inactive=86400.0, min_free_disk=1 << 30),
     )
     await cache.start()
     monkeypatch.setattr(fills_module, "_FREE_SPACE_TTL", 0.0)  # every answer is stale at once

@@ -103,18 +103,15 @@ def test_the_example_file_is_valid_and_matches_the_defaults_it_documents(tmp_pat
 
 def test_example_file_documents_every_key() -> None:
     text = (ROOT / "config.example.toml").read_text()
-    from appliance.config.toml_keys import CACHE_KEYS, REGISTRY_KEYS, TIMEOUT_KEYS, TOP_KEYS
+    from appliance.config.toml_keys import REGISTRY_KEYS, VALID_KEYS
 
-    for key in (
-        *TOP_KEYS,
-        *CACHE_KEYS,
-        *REGISTRY_KEYS,
-        *TIMEOUT_KEYS,
-        "password_file",
-        "keyring",
-        "password_env",
+    tables = [(table, key) for table, keys in VALID_KEYS.items() for key in keys]
+    for table, key in (
+        *tables,
+        *(("", key) for key in (*REGISTRY_KEYS, "password_file", "keyring", "password_env")),
     ):
-        assert f"{key} =" in text or f"[[{key}]]" in text or f"[{key}]" in text, key
+        dotted = f"{table}.{key}" if table else key
+        assert f"{key} =" in text or f"[[{dotted}]]" in text or f"[{dotted}]" in text, dotted
 
 
 def test_docker_hub_table_customises_docker_hub(tmp_path: Path) -> None:

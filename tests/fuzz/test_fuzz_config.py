@@ -13,15 +13,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from appliance.config.model import Config
-from appliance.config.seed_env import apply_env
-from appliance.config.toml_keys import (
-    CACHE_KEYS,
-    MANIFEST_KEYS,
-    TIER_KEYS,
-    TIMEOUT_KEYS,
-    TOP_KEYS,
-    TUNNEL_KEYS,
-)
+from appliance.config.seed_env import ALL_VARS, apply_env
+from appliance.config.toml_keys import TIER_KEYS, VALID_KEYS
 from appliance.config.toml_read import config_from_document, parse_text
 from appliance.errors import ConfigError
 from tests.fuzz.conftest import run_property
@@ -37,31 +30,6 @@ REGISTRY_KEYS = (
     "allow_push",
     "manifest_cache",
     "tag_ttl",
-)
-SEED_VARS = (
-    "ALLOW_PUSH",
-    "AUTH_REGISTRIES",
-    "AUTH_REGISTRIES_DELIMITER",
-    "AUTH_REGISTRY_DELIMITER",
-    "CACHE_INACTIVE",
-    "CACHE_MAX_SIZE",
-    "DEBUG",
-    "ENABLE_MANIFEST_CACHE",
-    "LISTEN",
-    "LOG_FORMAT",
-    "MANIFEST_CACHE_DEFAULT_TIME",
-    "MANIFEST_CACHE_PRIMARY_REGEX",
-    "MANIFEST_CACHE_PRIMARY_TIME",
-    "MANIFEST_CACHE_SECONDARY_REGEX",
-    "MANIFEST_CACHE_SECONDARY_TIME",
-    "PROXY_REQUEST_BUFFERING",
-    "REGISTRIES",
-    "TUNNEL",
-    "UPSTREAM_PROXY",
-    "VERIFY_SSL",
-    "APPLIANCE_PULL_AHEAD",
-    "APPLIANCE_EVENT_QUEUE",
-    "APPLIANCE_UPSTREAM_PROXY",
 )
 # Values that look like what the keys take (sizes, durations, hosts, booleans), and some that do not.
 LIKELY = st.sampled_from(
@@ -104,14 +72,12 @@ def _table(keys: tuple[str, ...]) -> st.SearchStrategy[dict[str, Any]]:
 DOCUMENTS = st.fixed_dictionaries(
     {},
     optional={
-        **{key: VALUES for key in TOP_KEYS if key not in ("cache", "manifest_cache", "timeouts", "tunnel")},
-        "cache": st.one_of(_table(CACHE_KEYS), VALUES),
+        **{key: VALUES for key in VALID_KEYS[""] if key not in VALID_KEYS},
+        **{table: st.one_of(_table(keys), VALUES) for table, keys in VALID_KEYS.items() if table},
         "manifest_cache": st.one_of(
-            _table(MANIFEST_KEYS).map(lambda t: t),
+            _table(VALID_KEYS["manifest_cache"]),
             st.fixed_dictionaries({"tiers": st.lists(_table(TIER_KEYS), max_size=2)}),
         ),
-        "timeouts": st.one_of(_table(TIMEOUT_KEYS), VALUES),
-        "tunnel": st.one_of(_table(TUNNEL_KEYS), VALUES),
         "registries": st.one_of(st.lists(_table(REGISTRY_KEYS), max_size=3), VALUES),
         "credentials": st.one_of(st.lists(_table(SAFE_CREDENTIAL_KEYS), max_size=3), VALUES),
     },
@@ -145,7 +111,7 @@ def test_any_text_is_a_toml_document_or_a_syntax_error_with_its_line() -> None:
 
 
 def test_any_seed_environment_is_a_config_or_a_config_error_naming_the_variable() -> None:
-    @given(environ=st.dictionaries(st.sampled_from(SEED_VARS), TEXT, max_size=5))
+    @given(environ=st.dictionaries(st.sampled_from(ALL_VARS), TEXT, max_size=5))
     @example(environ={"APPLIANCE_PULL_AHEAD": "²"})  # found by `make fuzz`: ValueError, not ConfigError
     @example(environ={"APPLIANCE_EVENT_QUEUE": "1²", "LISTEN": "0.0.0.0:²"})
     def prop(environ: dict[str, str]) -> None:

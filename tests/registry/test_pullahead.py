@@ -11,6 +11,7 @@ import pytest
 
 from appliance import oci
 from appliance.cache import BlobCache, FetchBlob
+from appliance.config.model import CacheConfig
 from appliance.errors import UpstreamError
 from appliance.events import CacheStatus, Event, EventBus, RequestKind
 from appliance.registry import pullahead
@@ -111,7 +112,9 @@ class _Lab:
 
 @pytest.fixture
 async def cache(tmp_path: Path) -> AsyncIterator[BlobCache]:
-    blob_cache = BlobCache.on_disk(tmp_path / "cache", max_size=1 << 30, inactive=86400.0, min_free_disk=0)
+    blob_cache = BlobCache.on_disk(
+        tmp_path / "cache", CacheConfig(max_size=1 << 30, inactive=86400.0, min_free_disk=0)
+    )
     await blob_cache.start()
     yield blob_cache
     await blob_cache.close()
