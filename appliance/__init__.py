@@ -10,8 +10,10 @@ import cycle can form (tests/test_layering.py holds the table and checks every i
 * ``runner``: runs the engine and the control server in one process;
 * ``control``: the control plane, acting on a running ``engine``;
 * ``engine``: the composition root, building, starting, stopping and reloading what is below;
-* ``front``: the proxy's front door (listener, tunnels, mirror mode, CA);
+* ``front``: the proxy's front door (listeners, router, client identity, tunnels, mirror mode, CAs);
 * ``registry``: the registry API it serves; ``metrics`` and ``accesslog`` render what it did;
+* ``access``: client identities and access decisions (network floor, passwords, tokens, ACL rules),
+  plain objects the front door and the registry layer call;
 * ``cache`` and ``upstream``: the stores and the upstream client, siblings that never import each other;
 * ``config`` (on the basics only) and the shared vocabulary: ``oci`` (routes, media types), ``events``
   (request events and their bus), ``stats`` (counters over the events);

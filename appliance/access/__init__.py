@@ -6,6 +6,7 @@ configuration (users, groups, tokens, source-CIDR mappings), the verdict cache i
 password check, and ACL evaluation (ordered first-match rules, default deny).
 
 Everything here is plain functions and small objects without sockets: the front door and the request
-path call in with what they read off the wire.  It may import only the root basics (``errors``) and
-``config``; nothing of the front door, the registry layer or the control plane.
+path call in with what they read off the wire.  It may import ``config``, ``protocol`` (the shared input checks
+of ``protocol.access_input``) and the root vocabulary and basics; nothing of the front door, the
+registry layer or the control plane.
 """
