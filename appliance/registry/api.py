@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -26,6 +26,7 @@ from appliance.events import CacheStatus, EventBus, RequestKind
 from appliance.logsafe import shown
 from appliance.oci import Endpoint, Route
 from appliance.registry import request_input
+from appliance.registry.authorize import Authorization, Authorizer, scope_actions
 from appliance.registry.blobs import BlobService
 from appliance.registry.gate import GatedUpstream
 from appliance.registry.health import UpstreamHealth
@@ -78,8 +79,11 @@ class RegistryProxy:
     _blob_api: BlobService = field(init=False, repr=False, compare=False)
     _manifest_api: ManifestService = field(init=False, repr=False, compare=False)
     _tags_api: TagListService = field(init=False, repr=False, compare=False)
+    # Who may do what (the ACL) and how often (rate limits): asked before anything else.
+    authorizer: Authorizer = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self.authorizer = Authorizer(self.config)
         self._gate = GatedUpstream(self.upstream, self.health)
         self._blob_api = BlobService(self.blobs, self._gate, self.pull_ahead, self.config)
         self._manifest_api = ManifestService(self.config, self.manifests, self._gate, self.pull_ahead)
@@ -118,7 +122,10 @@ class RegistryProxy:
             kind=kind_of(api.route),
             authorization=request_input.single_header(request.headers, "Authorization"),
         )
-        return await self._serve(request, registry, call)
+        decided = self.authorizer.authorize(
+            context.identity, context.client.host, context.mode, registry.host, request.method, api.route
+        )
+        return await self._serve(request, registry, call, decided)
 
     async def relay_token(
         self,
@@ -149,16 +156,48 @@ class RegistryProxy:
             kind=RequestKind.TOKEN,
             authorization=request_input.single_header(request.headers, "Authorization") or authorization,
         )
-        return await self._serve(request, registry, call, token=True)
+        # A token names its repositories in its scope: each must be allowed, or the engine's
+        # credentials (``authorization``) would fetch a token for a repository the client may not read.
+        decided = self.authorizer.authorize(
+            context.identity,
+            context.client.host,
+            context.mode,
+            registry.host,
+            request.method,
+            Route(Endpoint.PING),
+            scopes=scope_actions(query),
+        )
+        return await self._serve(request, registry, call, decided, token=True)
 
     async def _serve(
-        self, request: web.BaseRequest, registry: RegistryConfig, call: Call, *, token: bool = False
+        self,
+        request: web.BaseRequest,
+        registry: RegistryConfig,
+        call: Call,
+        decided: Authorization,
+        *,
+        token: bool = False,
     ) -> web.StreamResponse:
+        if decided.result:
+            who = decided.identity.name if decided.identity is not None else call.identity
+            pace = decided.pacer.pace if decided.pacer is not None else None
+            call = replace(call, identity=who, pace=pace).decided(decided.result, decided.reason)
         self.active += 1
         try:
+            if decided.error is not None:
+                return self._refuse(registry, call, decided.error)
             return await self._handle(request, registry, call, token)
         finally:
             self.active -= 1
+
+    def _refuse(self, registry: RegistryConfig, call: Call, error: RegistryError) -> web.StreamResponse:
+        """An access refusal: answered before the cache or the upstream is asked anything."""
+        outcome, answer = failure(error, registry.host)
+        self.events.publish(event(call, outcome))
+        response = error_response(answer)
+        if error.status == 407:
+            response.set_status(407, "Proxy Authentication Required")
+        return response
 
     async def _handle(
         self, request: web.BaseRequest, registry: RegistryConfig, call: Call, token: bool

@@ -11,7 +11,7 @@ and the upstream repository it pushes to may lack a blob the cache holds.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 
 from aiohttp import web
@@ -92,7 +92,7 @@ class BlobService:
             registry.host, route.repository, digest, fetch, on_miss=on_miss, confirm=confirm
         )
         try:
-            response, sent = await self._send(request, reader, digest)
+            response, sent = await self._send(request, reader, digest, call.pace)
         finally:
             await reader.close()
         upstream_status = heard[-1] if heard else None
@@ -158,16 +158,24 @@ class BlobService:
         return fetch
 
     async def _send(
-        self, request: web.BaseRequest, reader: BlobReader, digest: str
+        self,
+        request: web.BaseRequest,
+        reader: BlobReader,
+        digest: str,
+        pace: Callable[[int], Awaitable[None]] | None = None,
     ) -> tuple[web.StreamResponse, Served]:
-        """Send the blob ``reader`` reads; the response, and what went out (after the last byte)."""
+        """Send the blob ``reader`` reads; the response, and what went out (after the last byte).
+
+        ``pace``: the identity's byte rate, awaited before each piece is written (so no sendfile,
+        which writes the whole file at once): a client over its rate is slowed down, not cut off.
+        """
         status = reader.status
         size = reader.size
         span = parse_range(request.headers.get("Range"), size)
         headers = _blob_headers(digest, size)
         transport = request.transport
         tls = transport is not None and transport.get_extra_info("sslcontext") is not None
-        if reader.path is not None and size is not None and not tls:
+        if reader.path is not None and size is not None and not tls and pace is None:
             # A committed file: aiohttp's FileResponse does Range and uses sendfile where it can.
             headers.pop("Content-Length", None)
             file_response = PreparedFileResponse(reader.path, chunk_size=CHUNK, headers=headers)
@@ -193,6 +201,8 @@ class BlobService:
         try:
             async for chunk in read_ahead(self._budgeted(reader, start, end)):
                 for piece in write_slices(chunk):
+                    if pace is not None:
+                        await pace(len(piece))
                     await response.write(piece)
                 written += len(chunk)
         except ConnectionError:

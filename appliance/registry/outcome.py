@@ -16,6 +16,7 @@ and ``UpstreamError`` carry it as ``status`` (``None`` when nothing answered).
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from aiohttp import web
@@ -59,6 +60,9 @@ class Call:
     identity: str = ""
     access: str = ""  # "" (no decision taken) or one of protocol.events.AccessResult
     access_reason: str = ""  # words, never a secret
+    # Paces the body bytes sent to the client (the identity's byte rate, ``access.limits``): awaited
+    # with each piece's size before it is written.  None: no byte limit applies.
+    pace: Callable[[int], Awaitable[None]] | None = field(default=None, repr=False, compare=False)
 
     def decided(self, access: str, reason: str = "") -> Call:
         """This call with the access decision taken for it."""
