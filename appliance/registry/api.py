@@ -10,7 +10,10 @@ service returns its outcome, and ``outcome.event`` makes the event of both.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -79,6 +82,9 @@ class RegistryProxy:
     _blob_api: BlobService = field(init=False, repr=False, compare=False)
     _manifest_api: ManifestService = field(init=False, repr=False, compare=False)
     _tags_api: TagListService = field(init=False, repr=False, compare=False)
+    # Names a client's own upstream credential in the cache's passthrough links without holding it:
+    # an HMAC under this key, made at start (so the names mean nothing outside this process).
+    _credential_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), init=False, repr=False)
     # Who may do what (the ACL) and how often (rate limits): asked before anything else.
     authorizer: Authorizer = field(init=False, repr=False, compare=False)
 
@@ -112,6 +118,7 @@ class RegistryProxy:
         api = request_input.api_request(path, query)
         if api is None:
             raise NotRegistryApi(registry.host, path)
+        authorization = request_input.single_header(request.headers, "Authorization")
         call = Call(
             client=str(context.client),
             registry=registry.host,
@@ -120,12 +127,22 @@ class RegistryProxy:
             route=api.route,
             path_qs=api.upstream_path_qs,
             kind=kind_of(api.route),
-            authorization=request_input.single_header(request.headers, "Authorization"),
+            authorization=authorization,
+            credential=self._credential_name(authorization),
         )
         decided = self.authorizer.authorize(
             context.identity, context.client.host, context.mode, registry.host, request.method, api.route
         )
         return await self._serve(request, registry, call, decided)
+
+    def _credential_name(self, authorization: str | None) -> str:
+        """The keyed hash naming a client's own upstream credential ("" for none)."""
+        if authorization is None or not authorization.strip():
+            return ""
+        digest = hmac.new(
+            self._credential_key, authorization.encode("utf-8", "surrogateescape"), hashlib.sha256
+        )
+        return digest.hexdigest()[:32]
 
     async def relay_token(
         self,

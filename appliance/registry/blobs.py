@@ -57,7 +57,8 @@ class BlobService:
         digest = route.reference
         client_auth = call.authorization
         index = self.blobs.index
-        linked = await index.is_linked(registry.host, route.repository, digest)
+        credential = call.credential
+        linked = await index.is_linked(registry.host, route.repository, digest, credential)
         if request.method == "HEAD":
             return await self._head(request, registry, call, linked)
         # The last upstream answer this request got (the confirming HEAD, then this request's own
@@ -68,11 +69,11 @@ class BlobService:
 
             async def confirm() -> None:
                 await confirm_upstream(
-                    self._gate, index, registry, route.repository, "blobs", digest, client_auth
+                    self._gate, index, registry, route.repository, "blobs", digest, client_auth, credential
                 )
                 heard.append(200)
 
-        fetch = self._fetch(registry, route.repository, digest, client_auth, heard.append)
+        fetch = self._fetch(registry, route.repository, digest, client_auth, credential, heard.append)
         pull_ahead = self.pull_ahead
         on_miss = None
         if pull_ahead is not None:
@@ -85,7 +86,9 @@ class BlobService:
                     registry.host,
                     route.repository,
                     digest,
-                    lambda other: self._fetch(registry, route.repository, other, client_auth, None),
+                    lambda other: self._fetch(
+                        registry, route.repository, other, client_auth, credential, None
+                    ),
                 )
 
         reader = await self.blobs.open_or_fill(
@@ -113,7 +116,9 @@ class BlobService:
                 # Unreachable: a linked blob is still answered from the cache, as on a pull.
             else:
                 if reply.outcome.upstream_status == 200:
-                    self.blobs.index.add_links_soon(registry.host, route.repository, [digest])
+                    self.blobs.index.add_links_soon(
+                        registry.host, route.repository, [digest], call.credential
+                    )
                 return reply
         reader = await self.blobs.open(registry.host, digest)
         if reader is None:
@@ -130,6 +135,7 @@ class BlobService:
         repository: str,
         digest: str,
         client_auth: str | None,
+        credential: str,
         heard: Callable[[int], None] | None,
     ) -> FetchBlob:
         """How a fill gets the blob from upstream (``heard``: told the upstream's status, if any)."""
@@ -147,7 +153,7 @@ class BlobService:
             if answer.status != 200:
                 raise await answer_error(answer)
             # A GET in this repository that the upstream answered is what a HEAD would have confirmed.
-            self.blobs.index.add_links_soon(registry.host, repository, [digest])
+            self.blobs.index.add_links_soon(registry.host, repository, [digest], credential)
             length = answer.headers.get("Content-Length")
             return BlobSource(
                 size=int(length) if length and length.isdigit() else None,

@@ -56,6 +56,9 @@ class Call:
     path_qs: str  # what goes upstream, rebuilt from validated parts
     kind: RequestKind
     authorization: str | None = field(default=None, repr=False)
+    # A keyed hash naming ``authorization`` ("" when the client sent none): what the cache links
+    # content fetched with the client's own credential under (``passthrough_links``).
+    credential: str = field(default="", repr=False)
     started: float = field(default_factory=time.monotonic)
     identity: str = ""
     access: str = ""  # "" (no decision taken) or one of protocol.events.AccessResult
