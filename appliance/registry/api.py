@@ -29,7 +29,7 @@ from appliance.events import CacheStatus, EventBus, RequestKind
 from appliance.logsafe import shown
 from appliance.oci import Endpoint, Route
 from appliance.registry import request_input
-from appliance.registry.authorize import Authorization, Authorizer, scope_actions
+from appliance.registry.authorize import Authorization, Authorizer, mount_source, scope_actions
 from appliance.registry.blobs import BlobService
 from appliance.registry.gate import GatedUpstream
 from appliance.registry.health import UpstreamHealth
@@ -113,6 +113,7 @@ class RegistryProxy:
         if query is None:
             path, _, query_text = path.partition("?")
             query = parse_qsl(query_text, keep_blank_values=True)
+        query = tuple(query)
         registry = context.registry
         request_input.check_headers(request.headers)
         api = request_input.api_request(path, query)
@@ -131,7 +132,13 @@ class RegistryProxy:
             credential=self._credential_name(authorization),
         )
         decided = self.authorizer.authorize(
-            context.identity, context.client.host, context.mode, registry.host, request.method, api.route
+            context.identity,
+            context.client.host,
+            context.mode,
+            registry.host,
+            request.method,
+            api.route,
+            scopes=mount_source(request.method, api.route, query),
         )
         return await self._serve(request, registry, call, decided)
 

@@ -72,6 +72,17 @@ def scope_actions(query: Iterable[tuple[str, str]]) -> list[tuple[str, Action]]:
     return out
 
 
+def mount_source(method: str, route: Route, query: Iterable[tuple[str, str]]) -> list[tuple[str, Action]]:
+    """A cross-repository mount (``POST .../blobs/uploads/?mount=DIGEST&from=REPO``) reads ``REPO``:
+    the client needs ``pull`` there too, or the upstream would copy a blob it may not read into a
+    repository it may."""
+    if method != "POST" or route.endpoint is not Endpoint.UPLOAD:
+        return []
+    values = dict(query)
+    source = values.get("from", "").strip("/")
+    return [(source, Action.PULL)] if "mount" in values and source else []
+
+
 @dataclass(frozen=True, slots=True)
 class Authorization:
     """What was decided for one request: ``result`` ("" when access control is off), why, who, and

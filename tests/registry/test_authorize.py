@@ -24,7 +24,7 @@ from appliance.config.model import Config, RegistryConfig
 from appliance.errors import ErrorCode
 from appliance.events import AccessResult
 from appliance.oci import Endpoint, Route, parse_route
-from appliance.registry.authorize import Authorizer, action_for, scope_actions
+from appliance.registry.authorize import Authorizer, action_for, mount_source, scope_actions
 from appliance.registry.request_context import Mode
 
 ALICE = Identity("alice", IdentityKind.USER, frozenset({"developers"}))
@@ -198,3 +198,17 @@ def test_a_decision_follows_a_reloaded_configuration() -> None:
     assert not authorizer.authorize(BOB, "-", Mode.TUNNEL, REGISTRY, "GET", _route("bob/app")).allowed
     config[0] = replace(config[0], access=replace(config[0].access, acl=RULES))
     assert authorizer.authorize(BOB, "-", Mode.TUNNEL, REGISTRY, "GET", _route("bob/app")).allowed
+
+
+def test_a_cross_repository_mount_needs_pull_on_the_repository_it_mounts_from() -> None:
+    upload = parse_route("/v2/bob/app/blobs/uploads/")
+    query = [("mount", "sha256:" + "1" * 64), ("from", "shared/tools")]
+    assert mount_source("POST", upload, query) == [("shared/tools", Action.PULL)]
+    assert mount_source("POST", upload, [("digest", "x")]) == []
+    authorizer = _authorizer()
+    own = authorizer.authorize(BOB, "-", Mode.TUNNEL, REGISTRY, "POST", upload)
+    assert own.allowed
+    scopes = mount_source("POST", upload, query)
+    mounted = authorizer.authorize(BOB, "-", Mode.TUNNEL, REGISTRY, "POST", upload, scopes=scopes)
+    assert mounted.result == AccessResult.DENIED  # bob may push to bob/**, not read shared/*
+    assert mounted.error is not None and "shared/tools" in mounted.error.message
