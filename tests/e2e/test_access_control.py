@@ -128,6 +128,14 @@ def test_a_user_cannot_pull_anothers_private_repository_even_when_it_is_cached_a
     assert b'"code":"DENIED"' in cached.body.replace(b" ", b"")
     assert registry.requests() == []
 
+    # Through a repository anna may read, bert's cached layer is not hers either: that repository
+    # is not linked to it, so the upstream is asked there (one HEAD, in team/, none in bert/).
+    borrowed = guarded.get("anna", f"/v2/team/borrow/blobs/{private.layer_digests[0]}")
+    assert borrowed.status == 404 and len(borrowed.body) < 1000
+    asked = registry.requests()
+    assert [(r.method, r.repository) for r in asked] == [("HEAD", "team/borrow")]
+    registry.clear_requests()
+
     ok, stderr = guarded.pull("bert", private, tmp_path / "bert-again")
     assert ok, stderr  # bert still can
 
