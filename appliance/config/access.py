@@ -8,6 +8,7 @@ Only hashes are held here, never a password or a token secret; the hash fields a
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -97,7 +98,7 @@ class AclRule:
     effect: Effect = Effect.ALLOW
 
 
-UNLIMITED = float("inf")  # a per-identity limit that lifts the default ("unlimited" in the TOML)
+UNLIMITED = math.inf  # a per-identity limit that lifts the default ("unlimited" in the TOML)
 
 
 @dataclass(frozen=True, slots=True)

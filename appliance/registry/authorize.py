@@ -99,9 +99,6 @@ class Authorization:
         return self.error is None
 
 
-OFF = Authorization("", "")
-
-
 def denied(identity: Identity, action: Action, where: str, reason: str) -> Authorization:
     message = f"access denied: {identity.name} may not {action} {where}"
     return Authorization(AccessResult.DENIED, reason, identity, RegistryError(403, ErrorCode.DENIED, message))
@@ -174,7 +171,7 @@ class Authorizer:
         """
         config = self._refresh()
         if not config.access.enabled:
-            return OFF
+            return Authorization("")  # access control off: no decision taken
         who = self.identity_of(identity, source)
         action = action_for(method, route)
         wanted = list(scopes)
@@ -198,7 +195,7 @@ class Authorizer:
         """The decision for a blind tunnel to ``host`` (action ``tunnel``, the CONNECT host)."""
         config = self._refresh()
         if not config.access.enabled:
-            return OFF
+            return Authorization("")  # access control off: no decision taken
         who = self.identity_of(identity, source)
         decision = self._policy.decide(who, host, "", Action.TUNNEL)
         if not decision.allowed:
