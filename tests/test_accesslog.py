@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from appliance.accesslog import AccessLog
 from appliance.config.model import LogFormat
 from appliance.events import CacheStatus, Event, RequestKind
 
 
-def _event(**fields: object) -> Event:
+def _event(**fields: Any) -> Event:
     return Event(
         0.0,
         "10.0.0.1:5000",
@@ -17,7 +19,7 @@ def _event(**fields: object) -> Event:
         "latest",
         CacheStatus.ERROR,
         **fields,
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_a_line_carries_identity_and_decision_with_the_reason_of_a_refusal() -> None:

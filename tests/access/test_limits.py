@@ -58,7 +58,7 @@ def test_requests_over_the_rate_are_refused_for_as_long_as_the_bucket_needs() ->
     limiter = RateLimiter(AccessConfig(limit=RateLimit(requests_per_minute=60)), clock=clock)
     assert all(limiter.admit(ALICE) is None for _ in range(60))  # a minute's worth at once
     wait = limiter.admit(ALICE)
-    assert wait == pytest.approx(1.0) and retry_after(wait) == 1
+    assert wait is not None and wait == pytest.approx(1.0) and retry_after(wait) == 1
     assert limiter.admit(BOB) is None  # each identity has its own bucket
     clock.now += 1.0
     assert limiter.admit(ALICE) is None

@@ -24,7 +24,7 @@ from appliance.config.model import Config, RegistryConfig
 from appliance.errors import ErrorCode
 from appliance.events import AccessResult
 from appliance.oci import Endpoint, Route, parse_route
-from appliance.registry.authorize import Authorizer, action_for, mount_source, scope_actions
+from appliance.registry.authorize import Authorization, Authorizer, action_for, mount_source, scope_actions
 from appliance.registry.request_context import Mode
 
 ALICE = Identity("alice", IdentityKind.USER, frozenset({"developers"}))
@@ -180,7 +180,10 @@ def test_over_the_request_rate_the_answer_is_429_with_retry_after() -> None:
     now = [0.0]
     limits = (IdentityLimit("bob", RateLimit(requests_per_minute=2)),)
     authorizer = _authorizer(lambda: now[0], limits=limits)
-    ask = lambda who: authorizer.authorize(who, "-", Mode.TUNNEL, REGISTRY, "GET", _route("bob/app"))  # noqa: E731
+
+    def ask(who: Identity) -> Authorization:
+        return authorizer.authorize(who, "-", Mode.TUNNEL, REGISTRY, "GET", _route("bob/app"))
+
     assert ask(BOB).allowed and ask(BOB).allowed
     third = ask(BOB)
     assert third.result == AccessResult.LIMITED and third.error is not None
