@@ -1,6 +1,8 @@
 """The access log: one line per request event, text (status first, like the seed's) or JSON.
 
-Client-chosen text arrives escaped (``registry.outcome.event``), so a line is always exactly one line.
+With client access control on, a line carries ``identity=NAME`` and ``access=RESULT`` (with the
+reason when it is not ``allowed``): one audit record per decision.  Client-chosen text arrives
+escaped (``registry.outcome.event``), so a line is always exactly one line.
 """
 
 from __future__ import annotations
@@ -35,4 +37,11 @@ class AccessLog:
             f"{event.status:<11} [{stamp}] {event.client} {event.method} {event.kind} {where}{ref} "
             f"{event.http_status} {event.bytes} {event.duration:.3f}s upstream={upstream}"
         )
+        if event.identity:
+            line += f" identity={event.identity}"
+        if event.access:
+            # The audit record (issue 17.7): the decision, and why, in words without secrets.
+            line += f" access={event.access}"
+            if event.access != "allowed" and event.access_reason:
+                line += f" ({event.access_reason})"
         return f"{line} {event.message}" if event.message else line

@@ -94,7 +94,9 @@ class Engine:
             started=self.started,
             identification=self.identification,
         )
-        self.tunnels = BlindTunnels(config=lambda: self.config)
+        self.tunnels = BlindTunnels(
+            config=lambda: self.config, authorizer=self.proxy.authorizer, events=self.events
+        )
         self.door = FrontDoor(
             handler=self.router.handle,
             intercept=self.router.intercept,

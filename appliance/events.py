@@ -24,6 +24,15 @@ class CacheStatus(StrEnum):
     ERROR = "ERROR"
 
 
+class AccessResult(StrEnum):
+    """The access decision taken for a request (issue 17's audit record); "" on an event: none taken."""
+
+    ALLOWED = "allowed"
+    DENIED = "denied"  # an identity the ACL refuses: 403
+    UNAUTHENTICATED = "unauthenticated"  # no or bad credentials: 401 / 407
+    LIMITED = "limited"  # over a per-identity rate limit: 429
+
+
 class RequestKind(StrEnum):
     BLOB = "blob"
     MANIFEST = "manifest"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from appliance.cache import CacheUsage, FillProgress
 from appliance.cache.storage_health import DiskState, StorageReport
+from appliance.events import AccessResult
 from appliance.stats import FROM_CACHE, FROM_UPSTREAM, Stats
 from appliance.upstream.ratelimit import RateLimitState
 
@@ -93,6 +94,13 @@ def render(data: MetricsInput) -> str:
     )
     for registry in sorted(fetched):
         w.sample("appliance_bytes_fetched_upstream_total", fetched[registry], {"registry": registry})
+    w.family(
+        "appliance_auth_decisions_total",
+        "counter",
+        "Client access decisions (one per audit record) by result; none while access control is off.",
+    )
+    for result in AccessResult:
+        w.sample("appliance_auth_decisions_total", data.stats.decisions.get(result, 0), {"result": result})
     w.family("appliance_upstream_errors_total", "counter", "Requests that failed because of the upstream.")
     for registry, count in sorted(data.stats.upstream_errors.items()):
         w.sample("appliance_upstream_errors_total", count, {"registry": registry})

@@ -74,6 +74,8 @@ class Stats:
         self._cells: dict[tuple[str, RequestKind, CacheStatus], Cell] = {}
         self._health: dict[str, Health] = {}
         self.upstream_errors: dict[str, int] = {}
+        # Access decisions by result (allowed, denied, unauthenticated, limited): one per audit record.
+        self.decisions: dict[str, int] = {}
 
     def __call__(self, event: Event) -> None:
         key = (event.registry, event.kind, event.status)
@@ -82,6 +84,8 @@ class Stats:
             cell = self._cells[key] = Cell()
         cell.count += 1
         cell.bytes += event.bytes
+        if event.access:
+            self.decisions[event.access] = self.decisions.get(event.access, 0) + 1
         health = self._health.get(event.registry)
         if health is None:
             health = self._health[event.registry] = Health()

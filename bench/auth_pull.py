@@ -28,7 +28,12 @@ def run(ctx: Context) -> list[Metric]:
     plain = appliance_for(scratch / "auth-off", lab.pki, upstream)
     secured = appliance_for(scratch / "auth-on", lab.pki, upstream)
     secured.extra_toml = {
-        "access": {"enabled": True, "users": [{"name": "alice", "password_hash": hash_password(password)}]}
+        "access": {
+            "enabled": True,
+            "users": [{"name": "alice", "password_hash": hash_password(password)}],
+            # Deny by default: one rule lets alice pull (bench/access_pull.py weighs a real rule set).
+            "acl": [{"who": "alice", "actions": ["pull"]}],
+        }
     }
     secured.write_config()
     plain.start()

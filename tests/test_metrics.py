@@ -95,3 +95,17 @@ def test_empty_stats_still_render_every_family() -> None:
 
 def test_label_values_are_escaped() -> None:
     assert escape('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+
+
+def test_access_decisions_are_counted_by_result_and_every_result_is_always_present() -> None:
+    stats = Stats()
+    for access in ("allowed", "allowed", "denied", "limited", ""):
+        stats(
+            Event(1.0, "c", "r", "a/b", RequestKind.BLOB, "", CacheStatus.HIT, identity="bob", access=access)
+        )
+    samples = _samples(render(_input(stats)))
+
+    def decided(result: str) -> float:
+        return samples[("appliance_auth_decisions_total", (("result", result),))]
+
+    assert [decided(r) for r in ("allowed", "denied", "unauthenticated", "limited")] == [2, 1, 0, 1]

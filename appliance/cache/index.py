@@ -51,7 +51,8 @@ class CacheIndex:
         self._conn: sqlite3.Connection | None = None
         self.created_fresh = False  # the file did not exist: a lost index, repair may adopt files
         self.purges = 0  # purges so far: links written before one may be gone
-        self._links: collections.OrderedDict[tuple[str, str, str], None] = collections.OrderedDict()
+        # (registry, repository, digest, credential): links known to exist ("": everyone's).
+        self._links: collections.OrderedDict[tuple[str, str, str, str], None] = collections.OrderedDict()
         # Where dropped use records are counted; the cache shares its own (BlobCache sets it).
         self.health = StorageHealth(0)
 
@@ -181,31 +182,44 @@ class CacheIndex:
 
     # -- links -------------------------------------------------------------------------------
 
-    async def is_linked(self, registry: str, repository: str, digest: str) -> bool:
-        """Whether the upstream vouched for ``digest`` in ``repository`` (see index_db's schema)."""
-        key = (registry, repository, digest)
-        if key in self._links:
-            self._links.move_to_end(key)
-            return True
-        linked = await self._query(index_queries.is_linked, registry, repository, digest)
+    async def is_linked(self, registry: str, repository: str, digest: str, credential: str = "") -> bool:
+        """Whether the upstream vouched for ``digest`` in ``repository`` (see index_db's schema).
+
+        ``credential``: the keyed hash of the client's own upstream credential, if it sent one; a
+        link that credential's answer wrote counts too (``passthrough_links``).
+        """
+        for key in ((registry, repository, digest, ""), (registry, repository, digest, credential)):
+            if key in self._links:
+                self._links.move_to_end(key)
+                return True
+        linked = await self._query(index_queries.is_linked, registry, repository, digest, credential)
         if linked:
-            self._remember_links(registry, repository, (digest,))
+            # Remembered under the credential that asked: which table answered is not known here,
+            # and an engine link found for one credential is re-read for the next one.
+            self._remember_links(registry, repository, (digest,), credential)
         return linked
 
-    async def add_links(self, registry: str, repository: str, digests: Iterable[str]) -> None:
+    async def add_links(
+        self, registry: str, repository: str, digests: Iterable[str], credential: str = ""
+    ) -> None:
+        """Link ``digests`` in ``repository``: for everyone, or for ``credential`` only (passthrough)."""
         listed = list(digests)
-        await self._query(index_queries.add_links, registry, repository, listed)
-        self._remember_links(registry, repository, listed)
+        await self._query(index_queries.add_links, registry, repository, listed, credential)
+        self._remember_links(registry, repository, listed, credential)
 
-    def add_links_soon(self, registry: str, repository: str, digests: Iterable[str]) -> None:
+    def add_links_soon(
+        self, registry: str, repository: str, digests: Iterable[str], credential: str = ""
+    ) -> None:
         """``add_links`` without waiting for it (see ``_record``)."""
         listed = list(digests)
-        self._record(index_queries.add_links, registry, repository, listed)
-        self._remember_links(registry, repository, listed)
+        self._record(index_queries.add_links, registry, repository, listed, credential)
+        self._remember_links(registry, repository, listed, credential)
 
-    def _remember_links(self, registry: str, repository: str, digests: Iterable[str]) -> None:
+    def _remember_links(
+        self, registry: str, repository: str, digests: Iterable[str], credential: str = ""
+    ) -> None:
         for digest in digests:
-            self._links[(registry, repository, digest)] = None
+            self._links[(registry, repository, digest, credential)] = None
         while len(self._links) > _LINKS_KEPT:
             self._links.popitem(last=False)
 

@@ -53,6 +53,17 @@ CREATE TABLE IF NOT EXISTS links (
     digest TEXT NOT NULL,
     PRIMARY KEY (registry, repository, digest)
 ) WITHOUT ROWID;
+-- Links vouched for by a client's own upstream credential, passed through (issue 17.5): they hold
+-- for requests with that credential only, named by a keyed hash of it (never the credential; the
+-- key lives in the engine's memory, so after a restart they hold for nobody).  Anyone else is served
+-- the content only after their own upstream check answers 200, which writes their own link.
+CREATE TABLE IF NOT EXISTS passthrough_links (
+    registry TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    credential TEXT NOT NULL,
+    PRIMARY KEY (registry, repository, digest, credential)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pins (
     registry TEXT NOT NULL,
     repository TEXT NOT NULL,

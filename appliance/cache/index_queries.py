@@ -146,9 +146,11 @@ def remove(db: sqlite3.Connection, keys: list[BlobKey]) -> None:
                 db.execute(
                     "DELETE FROM refs WHERE registry = ? AND digest = ?", (key.registry, str(key.digest))
                 )
-                db.execute(
-                    "DELETE FROM links WHERE registry = ? AND digest = ?", (key.registry, str(key.digest))
-                )
+                for table in ("links", "passthrough_links"):
+                    db.execute(
+                        f"DELETE FROM {table} WHERE registry = ? AND digest = ?",
+                        (key.registry, str(key.digest)),
+                    )
 
 
 def lru(db: sqlite3.Connection, limit: int, older_than: float | None) -> list[Entry]:
@@ -183,19 +185,37 @@ def totals(db: sqlite3.Connection) -> IndexTotals:
 # -- links -------------------------------------------------------------------------------------
 
 
-def is_linked(db: sqlite3.Connection, registry: str, repository: str, digest: str) -> bool:
+def is_linked(
+    db: sqlite3.Connection, registry: str, repository: str, digest: str, credential: str = ""
+) -> bool:
+    """A link the engine's own credentials vouched for, or (``credential``) one that credential did."""
     row = db.execute(
         "SELECT 1 FROM links WHERE registry = ? AND repository = ? AND digest = ?",
         (registry, repository, digest),
     ).fetchone()
+    if row is None and credential:
+        row = db.execute(
+            "SELECT 1 FROM passthrough_links WHERE registry = ? AND repository = ? AND digest = ?"
+            " AND credential = ?",
+            (registry, repository, digest, credential),
+        ).fetchone()
     return row is not None
 
 
-def add_links(db: sqlite3.Connection, registry: str, repository: str, digests: list[str]) -> None:
+def add_links(
+    db: sqlite3.Connection, registry: str, repository: str, digests: list[str], credential: str = ""
+) -> None:
+    """Links for ``digests``: for everyone, or (``credential``) for that passed-through credential."""
     with transaction(db):
-        db.executemany(
-            "INSERT OR IGNORE INTO links VALUES (?, ?, ?)", [(registry, repository, d) for d in digests]
-        )
+        if credential:
+            db.executemany(
+                "INSERT OR IGNORE INTO passthrough_links VALUES (?, ?, ?, ?)",
+                [(registry, repository, d, credential) for d in digests],
+            )
+        else:
+            db.executemany(
+                "INSERT OR IGNORE INTO links VALUES (?, ?, ?)", [(registry, repository, d) for d in digests]
+            )
 
 
 # -- purge and pins ----------------------------------------------------------------------------
@@ -219,6 +239,7 @@ def select_purge(
             ).fetchall()
             db.execute(f"DELETE FROM refs{ref_where}", ref_params)
             db.execute(f"DELETE FROM links{ref_where}", ref_params)
+            db.execute(f"DELETE FROM passthrough_links{ref_where}", ref_params)
             tag_where, tag_params = _where({"registry": registry, "repository": repository})
             db.execute(f"DELETE FROM tags{tag_where}", tag_params)
             victims: list[Entry] = []
@@ -235,6 +256,7 @@ def select_purge(
             victims = [_entry(r) for r in rows]
             db.execute(f"DELETE FROM refs{blob_where}", params)
             db.execute(f"DELETE FROM links{blob_where}", params)
+            db.execute(f"DELETE FROM passthrough_links{blob_where}", params)
             db.execute(f"DELETE FROM tags{blob_where}", params)
         db.executemany(
             "UPDATE blobs SET state = 'deleting' WHERE registry = ? AND kind = ? AND digest = ?",

@@ -50,30 +50,35 @@ class ManifestCache:
         self._blobs = blobs
         self._index = blobs.index
         self._store = blobs.store
-        self._linked: collections.OrderedDict[tuple[str, str, str], None] = collections.OrderedDict()
+        self._linked: collections.OrderedDict[tuple[str, str, str, str], None] = collections.OrderedDict()
         self._linked_since = 0  # the index's purge count when ``_linked`` was last valid
 
     @property
     def index(self) -> CacheIndex:
         return self._index
 
-    async def is_linked(self, registry: str, repository: str, digest: str) -> bool:
-        return await self._index.is_linked(registry, repository, digest)
+    async def is_linked(self, registry: str, repository: str, digest: str, credential: str = "") -> bool:
+        return await self._index.is_linked(registry, repository, digest, credential)
 
-    def link(self, registry: str, repository: str, digest: str, body: bytes, media_type: str) -> None:
+    def link(
+        self, registry: str, repository: str, digest: str, body: bytes, media_type: str, credential: str = ""
+    ) -> None:
         """Link ``repository`` to a manifest the upstream vouched for there, and to what it lists.
 
-        Queued, not waited for: the index's one thread runs it before any later lookup, so the
-        client's next request (a blob of this manifest) already finds the links.
+        ``credential``: the upstream vouched for it to a client's own credential (passed through):
+        the links hold for that credential only.  Queued, not waited for: the index's one thread
+        runs it before any later lookup, so the client's next request (a blob of this manifest)
+        already finds the links.
         """
-        key = (registry, repository, digest)
+        key = (registry, repository, digest, credential)
         if self._linked_since != self._index.purges:  # a purge may have dropped links written
             self._linked.clear()
             self._linked_since = self._index.purges
         if key in self._linked:
             self._linked.move_to_end(key)
             return
-        self._index.add_links_soon(registry, repository, (digest, *referenced_digests(body, media_type)))
+        listed = (digest, *referenced_digests(body, media_type))
+        self._index.add_links_soon(registry, repository, listed, credential)
         self._linked[key] = None
         if len(self._linked) > _LINKED_KEPT:
             self._linked.popitem(last=False)

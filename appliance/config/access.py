@@ -8,6 +8,7 @@ Only hashes are held here, never a password or a token secret; the hash fields a
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -97,6 +98,32 @@ class AclRule:
     effect: Effect = Effect.ALLOW
 
 
+UNLIMITED = math.inf  # a per-identity limit that lifts the default ("unlimited" in the TOML)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """Request and byte rates one identity may use; None: not set here (no limit, or the default's)."""
+
+    requests_per_minute: float | None = None
+    bytes_per_second: float | None = None
+
+    def over(self, default: RateLimit) -> RateLimit:
+        """This limit with what it leaves unset taken from ``default``."""
+        return RateLimit(
+            self.requests_per_minute if self.requests_per_minute is not None else default.requests_per_minute,
+            self.bytes_per_second if self.bytes_per_second is not None else default.bytes_per_second,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityLimit:
+    """``[[access.limits]]``: the limits of one identity or ``@group`` (first match wins)."""
+
+    who: str
+    limit: RateLimit
+
+
 @dataclass(frozen=True, slots=True)
 class AccessConfig:
     """Client access control.  Off (``enabled`` false) the appliance serves every client the network
@@ -110,6 +137,9 @@ class AccessConfig:
     clients: tuple[ClientMapping, ...] = ()
     acl: tuple[AclRule, ...] = ()
     verdict_ttl: float = DEFAULT_VERDICT_TTL  # seconds a checked Authorization header is remembered
+    # Per-identity rate limits: the default for every identity, and entries for some (issue 17.7).
+    limit: RateLimit = field(default_factory=RateLimit)
+    limits: tuple[IdentityLimit, ...] = ()
 
     def user(self, name: str) -> User | None:
         return next((user for user in self.users if user.name == name), None)

@@ -16,7 +16,7 @@ import tomlkit
 from tomlkit.items import AoT, Table
 
 from appliance.config.access import AccessConfig, AclRule, Effect
-from appliance.config.access_toml import check_identity_name, format_allow_clients
+from appliance.config.access_toml import RATE_KEYS, check_identity_name, format_allow_clients, format_rate
 from appliance.config.model import Config
 from appliance.errors import ConfigError
 
@@ -250,6 +250,10 @@ def render_access(doc: tomlkit.TOMLDocument, config: Config, defaults: Config) -
     access = config.access
     table = tomlkit.table()
     table["enabled"] = access.enabled
+    for key in RATE_KEYS:
+        value = getattr(access.limit, key)
+        if value is not None:
+            table[key] = format_rate(value, key)
     for user in access.users:
         entry = {"name": user.name}
         entry.update({"password_file": str(user.password_file)} if user.password_file else {})
@@ -270,5 +274,12 @@ def render_access(doc: tomlkit.TOMLDocument, config: Config, defaults: Config) -
         )
     for rule in access.acl:
         _aot(table, "acl").append(rule_table(rule))
+    for limited in access.limits:
+        limit: dict[str, Any] = {"who": limited.who}
+        for key in RATE_KEYS:
+            value = getattr(limited.limit, key)
+            if value is not None:
+                limit[key] = format_rate(value, key)
+        _aot(table, "limits").append(tomlkit.item(limit))
     doc.add(tomlkit.nl())
     doc.add("access", table)

@@ -17,13 +17,16 @@ from typing import Any
 
 from appliance.config.access import (
     ANYONE,
+    UNLIMITED,
     AccessConfig,
     AclRule,
     Action,
     ClientMapping,
     Effect,
     Group,
+    IdentityLimit,
     Network,
+    RateLimit,
     RobotToken,
     User,
     check_password_hash,
@@ -31,18 +34,32 @@ from appliance.config.access import (
     check_token_id,
 )
 from appliance.config.toml_keys import TableReader
-from appliance.config.units import parse_time
+from appliance.config.units import format_size, parse_size, parse_time
 from appliance.config.values import parse_host
 from appliance.errors import ConfigError
 from appliance.protocol import access_input as shared
 from appliance.protocol.access_input import AccessInputError
 
-ACCESS_KEYS = ("enabled", "verdict_ttl", "htpasswd_file", "users", "groups", "tokens", "clients", "acl")
+ACCESS_KEYS = (
+    "enabled",
+    "verdict_ttl",
+    "htpasswd_file",
+    "users",
+    "groups",
+    "tokens",
+    "clients",
+    "acl",
+    "requests_per_minute",
+    "bytes_per_second",
+    "limits",
+)
 USER_KEYS = ("name", "password_hash", "password_file")
 GROUP_KEYS = ("name", "members")
 TOKEN_KEYS = ("name", "id", "hash", "created", "expires")
 CLIENT_KEYS = ("cidr", "identity")
 ACL_KEYS = ("who", "registry", "repository", "actions", "effect")
+LIMIT_KEYS = ("who", "requests_per_minute", "bytes_per_second")
+RATE_KEYS = ("requests_per_minute", "bytes_per_second")
 
 
 def access_changes(reader: TableReader, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -162,6 +179,11 @@ def parse_access(reader: TableReader, table: Mapping[str, Any]) -> AccessConfig:
     values["acl"] = tuple(
         parse_rule(reader, item, f"access.acl[{i}].", frozenset(groups))
         for i, item in enumerate(reader.tables(table.get("acl", []), "access.acl"))
+    )
+    values["limit"] = parse_rate(reader, table, "access.", unlimited=False)
+    values["limits"] = tuple(
+        parse_limit(reader, item, f"access.limits[{i}].", frozenset(groups))
+        for i, item in enumerate(reader.tables(table.get("limits", []), "access.limits"))
     )
     return AccessConfig(**values)
 
@@ -291,3 +313,57 @@ def parse_rule(reader: TableReader, table: Mapping[str, Any], prefix: str, group
 def check_glob(value: str, where: str) -> str:
     with _at(where):
         return shared.check_glob(value, where)
+
+
+def parse_rate(reader: TableReader, table: Mapping[str, Any], prefix: str, *, unlimited: bool) -> RateLimit:
+    """``requests_per_minute`` (a whole number) and ``bytes_per_second`` (a size: ``50m``) of a table.
+
+    Zero is refused (it would lock the identity out; leave the key out for no limit); an
+    ``[[access.limits]]`` entry may say ``"unlimited"`` to lift the default for its identity.
+    """
+    values: dict[str, float] = {}
+    for key in RATE_KEYS:
+        if key not in table:
+            continue
+        value = table[key]
+        where = reader.at(prefix + key)
+        if isinstance(value, str) and value.strip().lower() == "unlimited":
+            if not unlimited:
+                raise ConfigError(where, '"unlimited" is for [[access.limits]] entries: leave the key out')
+            values[key] = UNLIMITED
+            continue
+        if key == "requests_per_minute":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(where, f"expected a whole number of requests, got {value!r}")
+            number = value
+        else:
+            if not isinstance(value, str | int):
+                raise ConfigError(where, f"expected a size per second (50m, 1g, bytes), got {value!r}")
+            number = parse_size(value, where)
+        if number <= 0:
+            hint = ' or "unlimited"' if unlimited else ""
+            raise ConfigError(where, f"must be at least 1 (leave it out for no limit{hint})")
+        values[key] = float(number)
+    return RateLimit(values.get("requests_per_minute"), values.get("bytes_per_second"))
+
+
+def parse_limit(
+    reader: TableReader, table: Mapping[str, Any], prefix: str, groups: frozenset[str]
+) -> IdentityLimit:
+    reader.check_keys(table, LIMIT_KEYS, prefix)
+    who = reader.string(table, "who", prefix) if "who" in table else _required(reader, table, "who", prefix)
+    at = reader.at(prefix + "who")
+    if who == ANYONE:
+        raise ConfigError(at, "use access.requests_per_minute / access.bytes_per_second for everyone")
+    _check_who(who, at, groups)
+    limit = parse_rate(reader, table, prefix, unlimited=True)
+    if limit == RateLimit():
+        raise ConfigError(reader.at(prefix.rstrip(".")), "needs requests_per_minute or bytes_per_second")
+    return IdentityLimit(who, limit)
+
+
+def format_rate(value: float, key: str) -> int | str:
+    """A limit as the TOML holds it (``render_access``)."""
+    if value == UNLIMITED:
+        return "unlimited"
+    return int(value) if key == "requests_per_minute" else format_size(int(value))

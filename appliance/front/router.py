@@ -36,7 +36,7 @@ from appliance.access.identities import Identity
 from appliance.cache import BlobCache
 from appliance.config.model import Config, RegistryConfig, Scheme, normalize_host
 from appliance.errors import ErrorCode, RegistryError
-from appliance.events import EventBus
+from appliance.events import AccessResult, EventBus
 from appliance.front import mirror
 from appliance.front.ca import CertificateAuthority
 from appliance.front.identity import (
@@ -47,12 +47,13 @@ from appliance.front.identity import (
     single,
 )
 from appliance.front.intermediate import InterceptionCertificates
-from appliance.front.server import ConnContext, ConnectRefused
+from appliance.front.server import ConnContext, ConnectRefused, parse_connect_target
 from appliance.front.setup_scripts import SetupKind, render_setup, valid_address
 from appliance.logsafe import shown
 from appliance.oci import Endpoint
 from appliance.registry import request_input
 from appliance.registry.api import NotRegistryApi, RegistryProxy
+from appliance.registry.authorize import Authorization, decision_event
 from appliance.registry.pullahead import PullAhead
 from appliance.registry.request_context import Authority, ClientAddress, Mode, RequestContext
 from appliance.registry.request_input import BadRequest
@@ -115,7 +116,16 @@ class Router:
         try:
             return await self.identification.proxy(header, _address_of(client), bound, url, "CONNECT")
         except AuthenticationRequired as exc:
+            host, port = parse_connect_target(head)
+            self._audit_refusal(client, str(Authority(host, port)), "CONNECT", exc)
             raise ConnectRefused(exc.status, exc.reason, phrase=exc.reason, headers=exc.headers) from None
+
+    def _audit_refusal(self, client: str, where: str, method: str, exc: AuthenticationRequired) -> None:
+        """The audit record of a client the front door sent back to authenticate (401/407)."""
+        decided = Authorization(AccessResult.UNAUTHENTICATED, exc.reason)
+        self.events.publish(
+            decision_event(client, where, method, decided, http_status=exc.status, message=exc.reason)
+        )
 
     # -- routing ---------------------------------------------------------------------------------
 
@@ -140,6 +150,8 @@ class Router:
         try:
             return await self._handle(request, context)
         except AuthenticationRequired as exc:
+            where = context.target or request.headers.get("Host") or "-"
+            self._audit_refusal(context.client, where, request.method, exc)
             code = ErrorCode.UNAUTHORIZED
             response = error_response(RegistryError(exc.status, code, exc.reason, headers=exc.headers))
             if exc.status == 407:

@@ -128,8 +128,8 @@ class TunnelIO:
         self.writer.write(CONNECT_OK)
         await self.writer.drain()
 
-    async def refuse(self, status: int, reason: str) -> None:
-        self.writer.write(_plain_response(status, reason))
+    async def refuse(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+        self.writer.write(_plain_response(status, reason, headers=headers))
         with contextlib.suppress(ConnectionError):
             await self.writer.drain()
         self.writer.close()

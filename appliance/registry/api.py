@@ -10,10 +10,13 @@ service returns its outcome, and ``outcome.event`` makes the event of both.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -26,6 +29,7 @@ from appliance.events import CacheStatus, EventBus, RequestKind
 from appliance.logsafe import shown
 from appliance.oci import Endpoint, Route
 from appliance.registry import request_input
+from appliance.registry.authorize import Authorization, Authorizer, mount_source, scope_actions
 from appliance.registry.blobs import BlobService
 from appliance.registry.gate import GatedUpstream
 from appliance.registry.health import UpstreamHealth
@@ -78,8 +82,14 @@ class RegistryProxy:
     _blob_api: BlobService = field(init=False, repr=False, compare=False)
     _manifest_api: ManifestService = field(init=False, repr=False, compare=False)
     _tags_api: TagListService = field(init=False, repr=False, compare=False)
+    # Names a client's own upstream credential in the cache's passthrough links without holding it:
+    # an HMAC under this key, made at start (so the names mean nothing outside this process).
+    _credential_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), init=False, repr=False)
+    # Who may do what (the ACL) and how often (rate limits): asked before anything else.
+    authorizer: Authorizer = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self.authorizer = Authorizer(self.config)
         self._gate = GatedUpstream(self.upstream, self.health)
         self._blob_api = BlobService(self.blobs, self._gate, self.pull_ahead, self.config)
         self._manifest_api = ManifestService(self.config, self.manifests, self._gate, self.pull_ahead)
@@ -103,11 +113,13 @@ class RegistryProxy:
         if query is None:
             path, _, query_text = path.partition("?")
             query = parse_qsl(query_text, keep_blank_values=True)
+        query = tuple(query)
         registry = context.registry
         request_input.check_headers(request.headers)
         api = request_input.api_request(path, query)
         if api is None:
             raise NotRegistryApi(registry.host, path)
+        authorization = request_input.single_header(request.headers, "Authorization")
         call = Call(
             client=str(context.client),
             registry=registry.host,
@@ -116,9 +128,28 @@ class RegistryProxy:
             route=api.route,
             path_qs=api.upstream_path_qs,
             kind=kind_of(api.route),
-            authorization=request_input.single_header(request.headers, "Authorization"),
+            authorization=authorization,
+            credential=self._credential_name(authorization),
         )
-        return await self._serve(request, registry, call)
+        decided = self.authorizer.authorize(
+            context.identity,
+            context.client.host,
+            context.mode,
+            registry.host,
+            request.method,
+            api.route,
+            scopes=mount_source(request.method, api.route, query),
+        )
+        return await self._serve(request, registry, call, decided)
+
+    def _credential_name(self, authorization: str | None) -> str:
+        """The keyed hash naming a client's own upstream credential ("" for none)."""
+        if authorization is None or not authorization.strip():
+            return ""
+        digest = hmac.new(
+            self._credential_key, authorization.encode("utf-8", "surrogateescape"), hashlib.sha256
+        )
+        return digest.hexdigest()[:32]
 
     async def relay_token(
         self,
@@ -149,16 +180,48 @@ class RegistryProxy:
             kind=RequestKind.TOKEN,
             authorization=request_input.single_header(request.headers, "Authorization") or authorization,
         )
-        return await self._serve(request, registry, call, token=True)
+        # A token names its repositories in its scope: each must be allowed, or the engine's
+        # credentials (``authorization``) would fetch a token for a repository the client may not read.
+        decided = self.authorizer.authorize(
+            context.identity,
+            context.client.host,
+            context.mode,
+            registry.host,
+            request.method,
+            Route(Endpoint.PING),
+            scopes=scope_actions(query),
+        )
+        return await self._serve(request, registry, call, decided, token=True)
 
     async def _serve(
-        self, request: web.BaseRequest, registry: RegistryConfig, call: Call, *, token: bool = False
+        self,
+        request: web.BaseRequest,
+        registry: RegistryConfig,
+        call: Call,
+        decided: Authorization,
+        *,
+        token: bool = False,
     ) -> web.StreamResponse:
+        if decided.result:
+            who = decided.identity.name if decided.identity is not None else call.identity
+            pace = decided.pacer.pace if decided.pacer is not None else None
+            call = replace(call, identity=who, pace=pace).decided(decided.result, decided.reason)
         self.active += 1
         try:
+            if decided.error is not None:
+                return self._refuse(registry, call, decided.error)
             return await self._handle(request, registry, call, token)
         finally:
             self.active -= 1
+
+    def _refuse(self, registry: RegistryConfig, call: Call, error: RegistryError) -> web.StreamResponse:
+        """An access refusal: answered before the cache or the upstream is asked anything."""
+        outcome, answer = failure(error, registry.host)
+        self.events.publish(event(call, outcome))
+        response = error_response(answer)
+        if error.status == 407:
+            response.set_status(407, "Proxy Authentication Required")
+        return response
 
     async def _handle(
         self, request: web.BaseRequest, registry: RegistryConfig, call: Call, token: bool

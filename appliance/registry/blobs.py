@@ -11,7 +11,7 @@ and the upstream repository it pushes to may lack a blob the cache holds.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 
 from aiohttp import web
@@ -57,7 +57,8 @@ class BlobService:
         digest = route.reference
         client_auth = call.authorization
         index = self.blobs.index
-        linked = await index.is_linked(registry.host, route.repository, digest)
+        credential = call.credential
+        linked = await index.is_linked(registry.host, route.repository, digest, credential)
         if request.method == "HEAD":
             return await self._head(request, registry, call, linked)
         # The last upstream answer this request got (the confirming HEAD, then this request's own
@@ -68,11 +69,11 @@ class BlobService:
 
             async def confirm() -> None:
                 await confirm_upstream(
-                    self._gate, index, registry, route.repository, "blobs", digest, client_auth
+                    self._gate, index, registry, route.repository, "blobs", digest, client_auth, credential
                 )
                 heard.append(200)
 
-        fetch = self._fetch(registry, route.repository, digest, client_auth, heard.append)
+        fetch = self._fetch(registry, route.repository, digest, client_auth, credential, heard.append)
         pull_ahead = self.pull_ahead
         on_miss = None
         if pull_ahead is not None:
@@ -85,14 +86,16 @@ class BlobService:
                     registry.host,
                     route.repository,
                     digest,
-                    lambda other: self._fetch(registry, route.repository, other, client_auth, None),
+                    lambda other: self._fetch(
+                        registry, route.repository, other, client_auth, credential, None
+                    ),
                 )
 
         reader = await self.blobs.open_or_fill(
             registry.host, route.repository, digest, fetch, on_miss=on_miss, confirm=confirm
         )
         try:
-            response, sent = await self._send(request, reader, digest)
+            response, sent = await self._send(request, reader, digest, call.pace)
         finally:
             await reader.close()
         upstream_status = heard[-1] if heard else None
@@ -113,7 +116,9 @@ class BlobService:
                 # Unreachable: a linked blob is still answered from the cache, as on a pull.
             else:
                 if reply.outcome.upstream_status == 200:
-                    self.blobs.index.add_links_soon(registry.host, route.repository, [digest])
+                    self.blobs.index.add_links_soon(
+                        registry.host, route.repository, [digest], call.credential
+                    )
                 return reply
         reader = await self.blobs.open(registry.host, digest)
         if reader is None:
@@ -130,6 +135,7 @@ class BlobService:
         repository: str,
         digest: str,
         client_auth: str | None,
+        credential: str,
         heard: Callable[[int], None] | None,
     ) -> FetchBlob:
         """How a fill gets the blob from upstream (``heard``: told the upstream's status, if any)."""
@@ -147,7 +153,7 @@ class BlobService:
             if answer.status != 200:
                 raise await answer_error(answer)
             # A GET in this repository that the upstream answered is what a HEAD would have confirmed.
-            self.blobs.index.add_links_soon(registry.host, repository, [digest])
+            self.blobs.index.add_links_soon(registry.host, repository, [digest], credential)
             length = answer.headers.get("Content-Length")
             return BlobSource(
                 size=int(length) if length and length.isdigit() else None,
@@ -158,16 +164,24 @@ class BlobService:
         return fetch
 
     async def _send(
-        self, request: web.BaseRequest, reader: BlobReader, digest: str
+        self,
+        request: web.BaseRequest,
+        reader: BlobReader,
+        digest: str,
+        pace: Callable[[int], Awaitable[None]] | None = None,
     ) -> tuple[web.StreamResponse, Served]:
-        """Send the blob ``reader`` reads; the response, and what went out (after the last byte)."""
+        """Send the blob ``reader`` reads; the response, and what went out (after the last byte).
+
+        ``pace``: the identity's byte rate, awaited before each piece is written (so no sendfile,
+        which writes the whole file at once): a client over its rate is slowed down, not cut off.
+        """
         status = reader.status
         size = reader.size
         span = parse_range(request.headers.get("Range"), size)
         headers = _blob_headers(digest, size)
         transport = request.transport
         tls = transport is not None and transport.get_extra_info("sslcontext") is not None
-        if reader.path is not None and size is not None and not tls:
+        if reader.path is not None and size is not None and not tls and pace is None:
             # A committed file: aiohttp's FileResponse does Range and uses sendfile where it can.
             headers.pop("Content-Length", None)
             file_response = PreparedFileResponse(reader.path, chunk_size=CHUNK, headers=headers)
@@ -193,6 +207,8 @@ class BlobService:
         try:
             async for chunk in read_ahead(self._budgeted(reader, start, end)):
                 for piece in write_slices(chunk):
+                    if pace is not None:
+                        await pace(len(piece))
                     await response.write(piece)
                 written += len(chunk)
         except ConnectionError:

@@ -4,7 +4,9 @@ The cache stores each blob and manifest once per registry, but a repository is o
 the upstream vouched for in that repository (``cache/links.py``, the ``links`` table).  For a pair
 without a link, one ``HEAD`` in that repository decides: a ``200`` links it (the cached bytes are
 then served, no second download), anything else is the client's answer, and an unreachable
-upstream serves nothing that is not linked.
+upstream serves nothing that is not linked.  A pair confirmed (or fetched) with the client's own
+upstream credential, passed through, is linked for that credential only: another client gets it
+after its own check (issue 17.5).
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ async def confirm_upstream(
     what: str,
     digest: str,
     client_authorization: str | None,
+    credential: str = "",
 ) -> None:
     """``HEAD /v2/<repository>/<what>/<digest>`` upstream; links the pair on 200, raises otherwise.
 
     ``what`` is ``blobs`` or ``manifests``.  Raises the upstream's own answer (404, 401, 403, ...)
     as an ``UpstreamAnswer``, ``UpstreamError`` when it cannot be reached.  Returning at all means
-    the upstream answered 200.
+    the upstream answered 200.  ``credential``: the keyed hash of ``client_authorization`` (when
+    the client sent its own): the link then holds for that credential only.
     """
     headers = {"Accept": oci.FULL_ACCEPT} if what == "manifests" else None
     answer = await gate.request(
@@ -49,4 +53,4 @@ async def confirm_upstream(
         raise IntegrityError(
             registry.host, f"upstream answered {what} {digest} with digest {announced}", status=answer.status
         )
-    await index.add_links(registry.host, repository, [digest])
+    await index.add_links(registry.host, repository, [digest], credential)

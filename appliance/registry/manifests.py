@@ -19,7 +19,7 @@ from appliance import oci
 from appliance.cache import ManifestCache, StoredManifest
 from appliance.config.model import Config, RegistryConfig
 from appliance.digests import Algorithm, digest_of, parse_digest
-from appliance.errors import IntegrityError, UpstreamError
+from appliance.errors import ErrorCode, IntegrityError, RegistryError, UpstreamError
 from appliance.events import CacheStatus
 from appliance.oci import Route
 from appliance.registry import request_input, tag_policy
@@ -59,7 +59,7 @@ class ManifestService:
             stored = await self.manifests.get_by_digest(registry.host, route.reference)
             if stored is not None:
                 upstream_status = None
-                if not await self.manifests.is_linked(registry.host, route.repository, stored.digest):
+                if not await self._vouched(call, stored.digest):
                     # Cached from another repository: served here only if the upstream has it here.
                     await confirm_upstream(
                         self._gate,
@@ -69,6 +69,7 @@ class ManifestService:
                         "manifests",
                         stored.digest,
                         call.authorization,
+                        call.credential,
                     )
                     upstream_status = 200
                 return self._reply(
@@ -93,8 +94,10 @@ class ManifestService:
             age=time.time() - record.fetched_at,
             ttl=tag_policy.ttl_for(registry, self.config().manifest_cache, route.reference),
         )
-        if step is Decision.SERVE_CACHED:
+        if step is Decision.SERVE_CACHED and await self._vouched(call, stored.digest):
             return self._reply(call, stored, head, Served(CacheStatus.HIT))
+        # Not within its TTL, or a tag another client's own credential fetched (linked for that
+        # credential only): the upstream is asked, with this client's credentials.
         check: UpstreamResponse | None = None  # the revalidation's answer, None when there was none
         try:
             answered = await self._gate.request(
@@ -115,6 +118,9 @@ class ManifestService:
             why = f"upstream answered {check.status}"
         step = tag_policy.decide(cached=True, head=head, asked=Asked.REVALIDATION, answer=heard)
         if step is Decision.SERVE_STALE or check is None:
+            if not await self._vouched(call, stored.digest):
+                # Passed-through content nobody vouched for to this client: nothing stale for it.
+                raise RegistryError(503, ErrorCode.UNAVAILABLE, f"upstream {registry.host}: {why}")
             return self._stale(call, stored, head, why, None if check is None else check.status)
         if step is Decision.SERVE_REVALIDATED:
             await self.manifests.touch_tag(registry.host, route.repository, route.reference, klass)
@@ -151,7 +157,11 @@ class ManifestService:
             step = tag_policy.decide(
                 cached=fallback is not None, head=False, asked=Asked.FETCH, answer=Answer.UNREACHABLE
             )
-            if step is not Decision.SERVE_STALE or fallback is None:
+            if (
+                step is not Decision.SERVE_STALE
+                or fallback is None
+                or not await self._vouched(call, fallback.digest)
+            ):
                 raise
             return self._stale(call, fallback, False, exc.message, checked)
         heard = tag_policy.answer_of(answer.status)
@@ -160,7 +170,11 @@ class ManifestService:
             if heard is Answer.UNAVAILABLE:
                 fallback = await self._any_stale(registry, route, accepted)
             step = tag_policy.decide(cached=fallback is not None, head=False, asked=Asked.FETCH, answer=heard)
-            if step is Decision.SERVE_STALE and fallback is not None:
+            if (
+                step is Decision.SERVE_STALE
+                and fallback is not None
+                and await self._vouched(call, fallback.digest)
+            ):
                 await answer.release()
                 return self._stale(call, fallback, False, f"upstream answered {answer.status}", answer.status)
             raise await answer_error(answer)
@@ -194,11 +208,16 @@ class ManifestService:
         # Every manifest served comes from this repository upstream (fetched, its tag record, or
         # linked/confirmed by digest): the repository may have what it lists (cache/links.py).
         body, media_type, digest = manifest.body, manifest.media_type, manifest.digest
-        self.manifests.link(call.registry, call.route.repository, digest, body, media_type)
+        self.manifests.link(call.registry, call.route.repository, digest, body, media_type, call.credential)
         if not head and self.pull_ahead is not None:
             self.pull_ahead.note_manifest(call.registry, call.route.repository, digest, body, media_type)
         response = manifest_response(body, media_type, digest, head)
         return Reply(response, replace(outcome, http_status=200, bytes=0 if head else len(body)))
+
+    async def _vouched(self, call: Call, digest: str) -> bool:
+        """Whether the upstream vouched for ``digest`` in the call's repository to this client: to
+        everyone (the engine's credentials) or to the credential it passes through."""
+        return await self.manifests.is_linked(call.registry, call.route.repository, digest, call.credential)
 
     async def _any_stale(
         self, registry: RegistryConfig, route: Route, accepted: tuple[str, ...]

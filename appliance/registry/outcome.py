@@ -16,6 +16,7 @@ and ``UpstreamError`` carry it as ``status`` (``None`` when nothing answered).
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from aiohttp import web
@@ -55,10 +56,16 @@ class Call:
     path_qs: str  # what goes upstream, rebuilt from validated parts
     kind: RequestKind
     authorization: str | None = field(default=None, repr=False)
+    # A keyed hash naming ``authorization`` ("" when the client sent none): what the cache links
+    # content fetched with the client's own credential under (``passthrough_links``).
+    credential: str = field(default="", repr=False)
     started: float = field(default_factory=time.monotonic)
     identity: str = ""
     access: str = ""  # "" (no decision taken) or one of protocol.events.AccessResult
     access_reason: str = ""  # words, never a secret
+    # Paces the body bytes sent to the client (the identity's byte rate, ``access.limits``): awaited
+    # with each piece's size before it is written.  None: no byte limit applies.
+    pace: Callable[[int], Awaitable[None]] | None = field(default=None, repr=False, compare=False)
 
     def decided(self, access: str, reason: str = "") -> Call:
         """This call with the access decision taken for it."""

@@ -13,12 +13,15 @@ from appliance.access.passwords import hash_password
 from appliance.access.tokens import new_token
 from appliance.config import access_edit, toml_edit
 from appliance.config.access import (
+    UNLIMITED,
     AccessConfig,
     AclRule,
     Action,
     ClientMapping,
     Effect,
     Group,
+    IdentityLimit,
+    RateLimit,
     RobotToken,
     User,
 )
@@ -114,6 +117,11 @@ def test_rendering_round_trips_the_access_configuration() -> None:
                 "@developers", frozenset({Action.PULL, Action.PUSH}), registry="ghcr.io", repository="org/**"
             ),
             AclRule("k8s-nodes", frozenset({Action.PULL}), effect=Effect.DENY),
+        ),
+        limit=RateLimit(requests_per_minute=600, bytes_per_second=50 * 1024**2),
+        limits=(
+            IdentityLimit("@developers", RateLimit(requests_per_minute=6000)),
+            IdentityLimit("k8s-nodes", RateLimit(bytes_per_second=UNLIMITED)),
         ),
     )
     config = replace(defaults, access=access, allow_clients=(ipaddress.ip_network("10.0.0.0/8"),))

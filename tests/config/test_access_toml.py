@@ -10,7 +10,7 @@ import pytest
 
 from appliance.access.passwords import hash_password
 from appliance.access.tokens import new_token
-from appliance.config.access import Action, Effect
+from appliance.config.access import UNLIMITED, Action, Effect, IdentityLimit, RateLimit
 from appliance.config.load import load_config
 from appliance.config.seed_env_export import export_env
 from appliance.errors import ConfigError
@@ -181,6 +181,16 @@ password_file = "alice.hash"
             "",
         ),
         ('[access]\nverdict_ttl = "2h"\n', "access.verdict_ttl", "at most"),
+        ("[access]\nrequests_per_minute = 0\n", "access.requests_per_minute", "at least 1"),
+        ('[access]\nrequests_per_minute = "lots"\n', "access.requests_per_minute", "whole number"),
+        ("[access]\nrequests_per_minute = 1.5\n", "access.requests_per_minute", "whole number"),
+        ('[access]\nbytes_per_second = "fast"\n', "access.bytes_per_second", "invalid size"),
+        ('[access]\nbytes_per_second = "unlimited"\n', "access.bytes_per_second", "[[access.limits]]"),
+        ("[[access.limits]]\nrequests_per_minute = 5\n", "access.limits[0].who", "required"),
+        ('[[access.limits]]\nwho = "@ghosts"\nrequests_per_minute = 5\n', "access.limits[0].who", "no group"),
+        ('[[access.limits]]\nwho = "*"\nrequests_per_minute = 5\n', "access.limits[0].who", "everyone"),
+        ('[[access.limits]]\nwho = "ci"\n', "access.limits[0]", "needs requests_per_minute"),
+        ('[[access.limits]]\nwho = "ci"\nburst = 5\n', "access.limits[0].burst", ""),
     ],
 )
 def test_errors_name_the_file_and_key(tmp_path: Path, text: str, where: str, words: str) -> None:
@@ -196,3 +206,19 @@ def test_htpasswd_lines_with_other_hash_kinds_are_refused_by_line(tmp_path: Path
         load(tmp_path, '[access]\nhtpasswd_file = "htpasswd"\n')
     assert caught.value.where == f"{tmp_path / 'htpasswd'}:1"
     assert "apr1" not in str(caught.value)
+
+
+def test_rate_limits_for_everyone_and_per_identity(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        '[access]\nrequests_per_minute = 600\nbytes_per_second = "50m"\n'
+        '[[access.groups]]\nname = "ci"\nmembers = ["runner"]\n'
+        '[[access.limits]]\nwho = "@ci"\nrequests_per_minute = 6000\n'
+        '[[access.limits]]\nwho = "alice"\nbytes_per_second = "unlimited"\n',
+    )
+    access = config.access
+    assert access.limit == RateLimit(600, 50 * 1024**2)
+    assert access.limits == (
+        IdentityLimit("@ci", RateLimit(requests_per_minute=6000)),
+        IdentityLimit("alice", RateLimit(bytes_per_second=UNLIMITED)),
+    )

@@ -67,6 +67,8 @@ def secured(
         "enabled": True,
         "users": [{"name": "alice", "password_hash": hash_password(CANARY, log_n=10)}],
         "tokens": [{"name": "ci", "id": robot.token_id, "hash": robot.digest}],
+        # Deny by default: these tests are about identities, so every identity may pull.
+        "acl": [{"who": "*", "actions": ["pull", "push"]}],
     }
     appliance = Appliance(
         tmp_path / "appliance",

@@ -13,9 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from appliance.access.passwords import hash_password
+from appliance.config.access import AccessConfig, AclRule, Action, User
 from appliance.config.model import Config, ResolveOverride, TunnelMode, TunnelPolicy
 from appliance.engine import Engine
+from appliance.events import Event
 from appliance.front.ca import CertificateAuthority
+from tests.fixtures.identity_engine import basic
 
 ECHO_NAME = "echo.test"
 
@@ -89,3 +93,47 @@ async def test_a_reload_of_the_tunnel_setting_reaches_the_next_connect(engine: E
         assert b"tunnelling is disabled" in await asyncio.wait_for(reader.read(), 5)
     finally:
         writer.close()
+
+
+async def test_with_access_control_on_a_tunnel_needs_a_rule_for_its_host_and_each_decision_is_audited(
+    engine: Engine,
+) -> None:
+    access = AccessConfig(
+        enabled=True,
+        users=(
+            User("alice", hash_password("alice-pw", log_n=8)),
+            User("bob", hash_password("bob-pw", log_n=8)),
+        ),
+        acl=(AclRule("alice", frozenset({Action.TUNNEL}), registry=ECHO_NAME),),
+    )
+    engine.reload(replace(engine.config, access=access))
+    seen: list[Event] = []
+    engine.events.add_listener(seen.append)
+
+    async def connect(user: str, password: str) -> tuple[bytes, asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", engine.listen_addresses[0][1])
+        auth = basic(user, password)
+        writer.write(f"CONNECT {ECHO_NAME}:443 HTTP/1.1\r\nProxy-Authorization: {auth}\r\n\r\n".encode())
+        await writer.drain()
+        return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5), reader, writer
+
+    head, reader, writer = await connect("bob", "bob-pw")
+    try:
+        assert head.startswith(b"HTTP/1.1 403"), head
+        assert b"access denied: bob may not tunnel echo.test" in await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+    head, reader, writer = await connect("alice", "alice-pw")
+    try:
+        assert head.startswith(b"HTTP/1.1 200"), head
+        writer.write(b"ping")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"ping"
+    finally:
+        writer.close()
+    decisions = [(e.identity, e.method, e.registry, e.access, e.http_status) for e in seen]
+    assert decisions == [
+        ("bob", "CONNECT", ECHO_NAME, "denied", 403),
+        ("alice", "CONNECT", ECHO_NAME, "allowed", 200),
+    ]
+    assert all("-pw" not in e.access_reason + e.message for e in seen)

@@ -176,7 +176,13 @@ async def test_the_token_flow_issues_a_short_lived_token_scoped_to_the_repositor
     assert f"{mirror.path_segment(setup.registry)}/team/other:pull" in other.headers["www-authenticate"]
     forged = body["token"][:-4] + ("AAAA" if not body["token"].endswith("AAAA") else "BBBB")
     assert (await _mirror_get(setup, _mirror_path(setup), Authorization=f"Bearer {forged}")).status == 401
-    assert [event.identity for event in setup.engine.events.recent()] == ["bob"]
+    # One audit record per decision: the refusals at the front door (401) and bob's pull.
+    assert [(event.identity, event.access) for event in setup.engine.events.recent()] == [
+        ("", "unauthenticated"),
+        ("bob", "allowed"),
+        ("", "unauthenticated"),
+        ("", "unauthenticated"),
+    ]
     assert BOB_PASSWORD not in repr(setup.engine.events.recent())
 
 
@@ -206,6 +212,9 @@ async def test_a_mapped_source_network_is_its_identity_without_credentials(
             assert (await _mirror_get(running, _mirror_path(running))).status == 200
             wrong = await _mirror_get(running, _mirror_path(running), user="alice:wrong")
             assert wrong.status == 401  # a failed credential is never replaced by the network's identity
-            assert [event.identity for event in running.engine.events.recent()] == ["node-pool"]
+            assert [(e.identity, e.access) for e in running.engine.events.recent()] == [
+                ("node-pool", "allowed"),
+                ("", "unauthenticated"),
+            ]
         finally:
             await running.engine.close()

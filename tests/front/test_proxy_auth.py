@@ -81,7 +81,11 @@ async def test_bad_or_missing_proxy_credentials_get_407_and_nothing_goes_upstrea
     assert "CONNECT tunnel failed, response 407" in result.stderr
     assert result.headers["proxy-authenticate"] == 'Basic realm="registry-appliance"'
     assert setup.upstream_requests() == 0
-    assert _events(setup) == []
+    # The refusal's one audit record: nothing served, no identity, no secret.
+    assert [(e.method, e.http_status, e.access, e.identity) for e in _events(setup)] == [
+        ("CONNECT", 407, "unauthenticated", "")
+    ]
+    assert PASSWORD not in repr(_events(setup))
     assert setup.engine.identification.refused == 1
 
 
@@ -135,7 +139,10 @@ async def test_absolute_form_requests_need_proxy_credentials_too(setup: Identity
     served = await asyncio.to_thread(curl, url, proxy=setup.proxy("alice", PASSWORD), headers=MANIFEST_ACCEPT)
     assert served.status == 200, served.stderr
     assert all("Proxy-Authorization" not in r.headers for r in setup.upstream.requests)
-    assert {event.identity for event in _events(setup)} == {"alice"}
+    assert [(event.identity, event.access) for event in _events(setup)] == [
+        ("", "unauthenticated"),
+        ("alice", "allowed"),
+    ]
 
 
 async def test_the_canary_password_is_in_no_log_line_event_or_error(

@@ -11,12 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from appliance import protocol as p
-from appliance.events import CacheStatus, Event, RequestKind
+from appliance.events import AccessResult, CacheStatus, Event, RequestKind
 
 
 def test_protocol_enums_match_the_engine_enums() -> None:
     assert {s.value for s in p.EventStatus} == {s.value for s in CacheStatus}
     assert {k.value for k in p.EventKind} == {k.value for k in RequestKind}
+    assert {a.value for a in p.events.AccessResult} == {a.value for a in AccessResult}
 
 
 def test_an_engine_event_dict_decodes_as_an_event_record() -> None:
