@@ -397,10 +397,7 @@ class _Relay:
         while True:
             opened = await tier.open_l2(self.key, self.pos)
             if opened is not None:
-                await self._vouch()
-                if self.pos == 0:
-                    tier.counters.l2_hits += 1
-                return opened
+                return await self._from_l2(opened)
             try:
                 got = await tier.leases.acquire(self.lease)
             except BucketError as exc:
@@ -409,7 +406,13 @@ class _Relay:
                 log.warning("fleet: lease for %s failed (%s): fetching unshared", self.key.digest, exc)
                 return await self._unshared()
             if isinstance(got, Lease):
-                return await tier.open_upstream(got, self.key, self.repository, self.fetch, self.pos)
+                # The owner before us publishes, then releases: the object may have appeared between
+                # our look in the bucket and our create of the lease.  Look once more, holding it.
+                opened = await tier.open_l2(self.key, self.pos)
+                if opened is None:
+                    return await tier.open_upstream(got, self.key, self.repository, self.fetch, self.pos)
+                await tier.leases.release(got)
+                return await self._from_l2(opened)
             pause = _RETRY_PAUSE
             if got.record is not None:
                 await self._vouch()
@@ -432,6 +435,16 @@ class _Relay:
                     self.key.registry, f"{self.key.digest}: no replica made progress for {stall_limit:.0f}s"
                 )
             await asyncio.sleep(pause)
+
+    async def _from_l2(self, opened: _Opened) -> _Opened:
+        try:
+            await self._vouch()
+        except BaseException:
+            await opened.close()
+            raise
+        if self.pos == 0:
+            self.tier.counters.l2_hits += 1
+        return opened
 
     async def _unshared(self) -> _Opened:
         source = await self.fetch()

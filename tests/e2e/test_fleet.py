@@ -13,6 +13,7 @@ import hashlib
 import http.client
 import secrets
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from appliance.cache.blobstore import Kind
+from appliance.digests import parse_digest
+from appliance.fleet.store import object_name
 from tests.fixtures.appliance import Appliance, UpstreamSpec
 from tests.fixtures.images import ImagePusher
 from tests.fixtures.pki import TestPKI
@@ -155,3 +159,95 @@ def test_a_blob_fetched_through_one_replica_is_served_by_the_others_with_no_upst
     for replica in (b, c):
         events = [e for e in replica.events() if " blob " in e]
         assert len(events) == len(image.blob_digests), events
+
+
+def test_fifty_clients_on_three_replicas_get_five_cold_blobs_each_fetched_upstream_once(
+    fleet: Fleet, push_test_image: ImagePusher
+) -> None:
+    image = push_test_image(fleet.registry, layer_sizes=(3_000_000, 2_000_000, 4_000_000, 1_000_000))
+    digests = list(image.blob_digests)
+    assert len(digests) == 5
+    fleet.registry.clear_requests()
+    # Slow enough that the fills overlap the followers' requests: 5 blobs of ~10 MB in ~2.5 s.
+    fleet.relay.rate = 4_000_000
+    barrier = threading.Barrier(50)
+    results: list[tuple[int, str, int, str, float]] = []
+    lock = threading.Lock()
+
+    def client(number: int) -> None:
+        replica = fleet.replicas[number % 3]
+        digest = digests[number % 5]
+        barrier.wait()
+        started = time.monotonic()
+        status, body, ttfb = get_blob(replica, fleet.blob_path(image.repository, digest))
+        with lock:
+            results.append((number, digest, status, sha256(body), started + ttfb))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(results) == 50
+    assert all(status == 200 and got == digest for _, digest, status, got, _ in results), results
+    gets = fleet.registry.blob_requests(image.repository)
+    per_blob = {digest: sum(r.path.endswith(digest) for r in gets) for digest in digests}
+    assert per_blob == dict.fromkeys(digests, 1), per_blob
+    spreads = {}
+    for digest in digests:
+        firsts = [first for _, d, _, _, first in results if d == digest]
+        spreads[digest] = max(firsts) - min(firsts)
+    print("first-byte spread per blob (s):", {d[7:19]: round(s, 3) for d, s in spreads.items()})
+    assert max(spreads.values()) < 1.0, spreads
+
+
+def test_when_the_owner_is_killed_mid_fill_the_others_take_over_and_finish_with_the_right_bytes(
+    fleet: Fleet, push_test_image: ImagePusher
+) -> None:
+    image = push_test_image(fleet.registry, layer_sizes=(16_000_000,))
+    digest = image.layer_digests[0]
+    path = fleet.blob_path(image.repository, digest)
+    parsed = parse_digest(digest)
+    lease_key = f"{fleet.prefix}/leases/blob/{parsed.algorithm}/{parsed.hex}.json"
+    fleet.registry.clear_requests()
+    fleet.relay.rate = 2_000_000  # ~8 s for the blob: the owner dies in the middle
+    a, b, c = fleet.replicas
+    results: dict[str, tuple[int, str]] = {}
+    sizes: dict[str, int] = {}
+
+    def client(replica: Appliance) -> None:
+        try:
+            status, body, _ = get_blob(replica, path)
+            results[replica.workdir.name] = (status, sha256(body))
+            sizes[replica.workdir.name] = len(body)
+        except (OSError, http.client.HTTPException) as exc:
+            results[replica.workdir.name] = (0, type(exc).__name__)
+
+    owner = threading.Thread(target=client, args=(a,))
+    owner.start()
+    deadline = time.monotonic() + 10
+    while lease_key not in bucket_keys(fleet.s3, lease_key):
+        assert time.monotonic() < deadline, "replica a never took the lease"
+        time.sleep(0.05)
+    followers = [threading.Thread(target=client, args=(r,)) for r in (b, c)]
+    for thread in followers:
+        thread.start()
+    time.sleep(2.0)  # both follow a's fill by now, a few MB in
+    a.kill()
+    for thread in followers:
+        thread.join(90)
+    owner.join(10)
+    assert results["b"] == (200, digest) and results["c"] == (200, digest), results
+    gets = [r for r in fleet.registry.blob_requests(image.repository) if r.path.endswith(digest)]
+    assert 1 <= len(gets) <= 2, gets
+    # The one who took over published the verified blob; nothing partial or wrong is in the bucket.
+    fleet.wait_published([digest])
+    assert fleet.bucket_blobs() == {digest: sizes["b"]}
+    body = fleet.s3.client().get_object(
+        Bucket=fleet.s3.bucket, Key=f"{fleet.prefix}/{object_name(Kind.BLOB, parsed)}"
+    )
+    assert sha256(body["Body"].read()) == digest
+    deadline = time.monotonic() + 10
+    while bucket_keys(fleet.s3, f"{fleet.prefix}/leases/"):
+        assert time.monotonic() < deadline, bucket_keys(fleet.s3, f"{fleet.prefix}/leases/")
+        time.sleep(0.1)
