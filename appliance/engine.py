@@ -123,7 +123,13 @@ class Engine:
         await self.blobs.start()
         if self.fleet is not None:
             # Probes the store first: one that ignores conditional writes stops the start here.
-            await self.fleet.start()
+            try:
+                await self.fleet.start()
+            except BaseException:
+                await self.blobs.close()
+                await self.upstream.close()
+                self.cache_lock.release()
+                raise
         self.listen_addresses = await self.door.listen(self.config.listen_host, self.config.listen_port)
         self.tls_addresses: list[tuple[str, int]] = []
         if self.config.tls_listen is not None:

@@ -9,6 +9,7 @@ clients (``/v2/<repo>/blobs/<digest>?ns=<registry>``), each request to one chose
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import http.client
 import secrets
@@ -28,6 +29,7 @@ from tests.fixtures.appliance import Appliance, UpstreamSpec
 from tests.fixtures.images import ImagePusher
 from tests.fixtures.pki import TestPKI
 from tests.fixtures.registry import UpstreamRegistry
+from tests.fixtures.s3_strip_proxy import StripProxy
 from tests.fixtures.seaweedfs import TOKEN, SeaweedS3, bucket_keys
 from tests.fixtures.slow_relay import SlowRelay, slow_relay
 
@@ -251,3 +253,46 @@ def test_when_the_owner_is_killed_mid_fill_the_others_take_over_and_finish_with_
     while bucket_keys(fleet.s3, f"{fleet.prefix}/leases/"):
         assert time.monotonic() < deadline, bucket_keys(fleet.s3, f"{fleet.prefix}/leases/")
         time.sleep(0.1)
+
+
+@pytest.fixture
+def stripping_proxy(s3_server: SeaweedS3) -> Iterator[StripProxy]:
+    """SeaweedFS behind a proxy that drops If-None-Match, as some S3 gateways do, on its own loop."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="strip-proxy", daemon=True)
+    thread.start()
+    proxy = StripProxy(s3_server, ["if-none-match"])
+    asyncio.run_coroutine_threadsafe(proxy.start(), loop).result(10)
+    try:
+        yield proxy
+    finally:
+        asyncio.run_coroutine_threadsafe(proxy.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+def test_a_store_that_ignores_conditional_writes_is_refused_at_start_with_the_check_named(
+    tmp_path: Path,
+    pki: TestPKI,
+    open_registry: UpstreamRegistry,
+    s3_server: SeaweedS3,
+    stripping_proxy: StripProxy,
+) -> None:
+    replica = make_replica(tmp_path, pki, open_registry, open_registry.host_port, s3_server, "refused", "a")
+    replica.extra_toml = {
+        **replica.extra_toml,
+        "fleet": fleet_toml(s3_server, "refused", replica.port, "a", stripping_proxy.endpoint),
+    }
+    replica.write_config()
+    with pytest.raises(RuntimeError) as caught:
+        replica.start()
+    assert replica.process is not None and replica.process.wait(10) != 0
+    message = str(caught.value)
+    assert "fleet mode refused: conditional create" in message, message
+    assert "If-None-Match" in message
+    assert stripping_proxy.stripped > 0
+    assert "Unclosed" not in replica.log_text() and "Traceback" not in replica.log_text()
+    assert s3_server.secret_key not in replica.log_text() and TOKEN not in replica.log_text()
+    # It never listened: no client was served by a replica that could not coordinate.
+    with pytest.raises(OSError):
+        replica.get("/", timeout=1)
