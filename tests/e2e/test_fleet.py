@@ -23,8 +23,12 @@ from pathlib import Path
 import pytest
 
 from appliance.cache.blobstore import Kind
+from appliance.config.secret import Secret
+from appliance.control.client import ControlClient
 from appliance.digests import parse_digest
+from appliance.fleet.endpoint import AUTH_HEADER, sign
 from appliance.fleet.store import object_name
+from appliance.protocol.status import FleetStatus
 from tests.fixtures.appliance import Appliance, UpstreamSpec
 from tests.fixtures.images import ImagePusher
 from tests.fixtures.pki import TestPKI
@@ -157,10 +161,48 @@ def test_a_blob_fetched_through_one_replica_is_served_by_the_others_with_no_upst
             status, body, _ = get_blob(replica, fleet.blob_path(image.repository, digest))
             assert (status, sha256(body)) == (200, digest)
     assert fleet.registry.requests() == []
-    # And each is now on the replica's own disk: a second read is a local HIT.
     for replica in (b, c):
         events = [e for e in replica.events() if " blob " in e]
         assert len(events) == len(image.blob_digests), events
+        status = asyncio.run(fleet_status(replica))
+        assert status is not None and status.replica_id == replica.workdir.name
+        assert status.l2_hits == len(image.blob_digests) and status.lease_wins == 0
+    owner = asyncio.run(fleet_status(a))
+    assert owner is not None and owner.lease_wins == len(image.blob_digests) and owner.l2_hits == 0
+    assert owner.store == f"s3://{fleet.s3.bucket}/{fleet.prefix}"
+
+
+def test_the_internal_endpoint_serves_replicas_with_the_token_and_nobody_else(
+    fleet: Fleet, push_test_image: ImagePusher
+) -> None:
+    image = push_test_image(fleet.registry, layer_sizes=(200_000,))
+    digest = image.layer_digests[0]
+    a = fleet.replicas[0]
+    status, body, _ = get_blob(a, fleet.blob_path(image.repository, digest))
+    assert (status, sha256(body)) == (200, digest)
+    target = f"/_fleet/v1/fills/{digest}?offset=1000"
+
+    def internal(headers: dict[str, str]) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", a.port, timeout=10)
+        try:
+            connection.request("GET", target, headers=headers)
+            answer = connection.getresponse()
+            return answer.status, answer.read()
+        finally:
+            connection.close()
+
+    assert internal({}) == (403, b"forbidden\n")
+    forged = sign(Secret("not-the-fleet-token"), "b", "GET", target, time.time())
+    assert internal({AUTH_HEADER: forged})[0] == 403
+    # A client's own credentials mean nothing here either.
+    assert internal({"Authorization": "Basic YWxpY2U6cHc="})[0] == 403
+    signed = sign(Secret(TOKEN), "b", "GET", target, time.time())
+    assert internal({AUTH_HEADER: signed}) == (200, body[1000:])
+
+
+async def fleet_status(replica: Appliance) -> FleetStatus | None:
+    async with ControlClient(replica.control_socket) as client:
+        return (await client.status()).fleet
 
 
 def test_fifty_clients_on_three_replicas_get_five_cold_blobs_each_fetched_upstream_once(
