@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from appliance.cache.blobstore import BlobKey
 from appliance.cache.fill import FetchBlob
+from appliance.digests import Digest
 
 # Asks the upstream whether the repository may have the blob (a HEAD), raising its answer if not.
 Confirm = Callable[[], Awaitable[None]]
@@ -33,3 +34,14 @@ class SharedTier(abc.ABC):
         otherwise bytes this replica did not fetch itself for ``repository`` may be served only
         after it succeeded (or after the shared tier knows the upstream vouched elsewhere).
         """
+
+    @abc.abstractmethod
+    async def manifest(self, digest: Digest) -> tuple[bytes, str] | None:
+        """A manifest body by digest (checked against it) and its media type, or None.
+
+        Whether a repository may be served it is the caller's question, as for a local hit.
+        """
+
+    @abc.abstractmethod
+    def publish_manifest(self, digest: Digest, media_type: str, body: bytes) -> None:
+        """Share a manifest body the upstream sent (in the background; failures only logged)."""

@@ -64,6 +64,7 @@ class ObjectInfo:
     size: int
     etag: str  # with its quotes, as S3 sends it and takes it back in If-Match
     modified: float  # seconds since the epoch
+    content_type: str = ""  # as written (HEAD and GET only; listings do not carry it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +212,11 @@ class Bucket:
         except NotFound:
             return None
         return ObjectInfo(
-            name, int(response["ContentLength"]), response["ETag"], _epoch(response.get("LastModified"))
+            name,
+            int(response["ContentLength"]),
+            response["ETag"],
+            _epoch(response.get("LastModified")),
+            str(response.get("ContentType", "")),
         )
 
     async def get(self, name: str, *, start: int = 0, end: int | None = None) -> tuple[ObjectInfo, bytes]:
@@ -239,7 +244,13 @@ class Bucket:
                 raise BucketError("GET", name, status, "RangeIgnored", "a Range request was not answered 206")
             # Content-Range: bytes first-last/total
             size = int(str(response.get("ContentRange", "")).rpartition("/")[2] or 0)
-        info = ObjectInfo(name, size, response["ETag"], _epoch(response.get("LastModified")))
+        info = ObjectInfo(
+            name,
+            size,
+            response["ETag"],
+            _epoch(response.get("LastModified")),
+            str(response.get("ContentType", "")),
+        )
         return ObjectStream(info, start, response["Body"])
 
     async def put(self, name: str, data: bytes, *, content_type: str = "application/octet-stream") -> str:

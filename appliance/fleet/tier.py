@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from appliance.cache.blobs import BlobCache
-from appliance.cache.blobstore import READ_CHUNK, BlobKey, Kind
+from appliance.cache.blobstore import MANIFEST_MAX, READ_CHUNK, BlobKey, Kind
 from appliance.cache.fill import BlobSource, FetchBlob, FillMode
 from appliance.cache.readers import BlobReader, FollowReader
 from appliance.cache.tiers import Confirm, SharedTier
@@ -45,7 +45,7 @@ from appliance.config.fleet import FleetConfig
 from appliance.digests import Digest
 from appliance.errors import ApplianceError, UpstreamError
 from appliance.events import CacheStatus
-from appliance.fleet.bucket import Bucket, BucketError
+from appliance.fleet.bucket import Bucket, BucketError, PreconditionFailed
 from appliance.fleet.counters import FleetCounters
 from appliance.fleet.endpoint import AUTH_HEADER, FILLS, SIZE_HEADER, sign
 from appliance.fleet.leases import Holder, Lease, Leases, lease_name
@@ -132,6 +132,39 @@ class FleetTier(SharedTier):
             return BlobSource(size=first, chunks=relay.chunks(), close=relay.close)
 
         return from_fleet
+
+    async def manifest(self, digest: Digest) -> tuple[bytes, str] | None:
+        name = object_name(Kind.MANIFEST, digest)
+        try:
+            info, body = await self.bucket.get(name)
+        except BucketError as exc:
+            if exc.status != 404:
+                self.counters.failed(f"bucket read: {exc}")
+                log.warning("fleet: reading manifest %s failed: %s", digest, exc)
+            return None
+        hasher = digest.hasher()
+        hasher.update(body)
+        if len(body) > MANIFEST_MAX or not hasher.matches(digest) or not info.content_type:
+            self.counters.failed(f"manifest {digest} in the bucket does not verify")
+            log.warning("fleet: manifest %s in the bucket does not verify; ignored", digest)
+            return None
+        self.counters.l2_hits += 1
+        return body, info.content_type
+
+    def publish_manifest(self, digest: Digest, media_type: str, body: bytes) -> None:
+        self._tasks.spawn(self._publish_manifest(digest, media_type, body), name=f"fleet-manifest {digest}")
+
+    async def _publish_manifest(self, digest: Digest, media_type: str, body: bytes) -> None:
+        try:
+            await self.bucket.create(object_name(Kind.MANIFEST, digest), body, content_type=media_type)
+        except PreconditionFailed:
+            return  # content-addressed: already shared
+        except BucketError as exc:
+            self.counters.publish_failures += 1
+            self.counters.failed(f"publishing manifest {digest}: {exc}")
+            log.warning("fleet: publishing manifest %s failed: %s", digest, exc)
+            return
+        self.counters.published += 1
 
     # -- the endpoint's side ---------------------------------------------------------------------------
 

@@ -338,3 +338,34 @@ def test_a_store_that_ignores_conditional_writes_is_refused_at_start_with_the_ch
     # It never listened: no client was served by a replica that could not coordinate.
     with pytest.raises(OSError):
         replica.get("/", timeout=1)
+
+
+def test_a_manifest_by_digest_fetched_through_one_replica_is_not_fetched_again_by_another(
+    fleet: Fleet, push_test_image: ImagePusher
+) -> None:
+    image = push_test_image(fleet.registry, layer_sizes=(1000,))
+    a, b, _ = fleet.replicas
+    path = f"/v2/{image.repository}/manifests/{image.manifest_digest}?ns={fleet.registry.name_port}"
+    accept = {"Accept": image.media_type}
+
+    def get(replica: Appliance) -> tuple[int, bytes, str]:
+        connection = http.client.HTTPConnection("127.0.0.1", replica.port, timeout=30)
+        try:
+            connection.request("GET", path, headers=accept)
+            answer = connection.getresponse()
+            return answer.status, answer.read(), answer.headers.get("Content-Type", "")
+        finally:
+            connection.close()
+
+    status, body, media_type = get(a)
+    assert (status, sha256(body), media_type) == (200, image.manifest_digest, image.media_type)
+    parsed = parse_digest(image.manifest_digest)
+    name = f"{fleet.prefix}/manifests/{parsed.algorithm}/{parsed.hex}"
+    deadline = time.monotonic() + 10
+    while name not in bucket_keys(fleet.s3, name):
+        assert time.monotonic() < deadline, "manifest never shared"
+        time.sleep(0.05)
+    fleet.registry.clear_requests()
+    assert get(b) == (200, body, image.media_type)
+    # At most the HEAD that vouches for the repository on b: never a second GET of the manifest.
+    assert [r.method for r in fleet.registry.requests() if "/manifests/" in r.path] in ([], ["HEAD"])
