@@ -369,3 +369,19 @@ def test_a_manifest_by_digest_fetched_through_one_replica_is_not_fetched_again_b
     assert get(b) == (200, body, image.media_type)
     # At most the HEAD that vouches for the repository on b: never a second GET of the manifest.
     assert [r.method for r in fleet.registry.requests() if "/manifests/" in r.path] in ([], ["HEAD"])
+
+
+def test_a_shared_blob_is_not_served_in_a_repository_the_upstream_does_not_vouch_for(
+    fleet: Fleet, push_test_image: ImagePusher
+) -> None:
+    image = push_test_image(fleet.registry, layer_sizes=(100_000,))
+    digest = image.layer_digests[0]
+    a, b, _ = fleet.replicas
+    assert get_blob(a, fleet.blob_path(image.repository, digest))[0] == 200
+    fleet.wait_published([digest])
+    fleet.registry.clear_requests()
+    # The bucket holds the bytes, but this repository does not have them upstream.
+    status, body, _ = get_blob(b, fleet.blob_path("test/not-this-one", digest))
+    assert status == 404 and digest.encode() not in body and len(body) < 1000, body
+    asked = [(r.method, r.path) for r in fleet.registry.requests() if "/blobs/" in r.path]
+    assert asked == [("HEAD", f"/v2/test/not-this-one/blobs/{digest}")]
