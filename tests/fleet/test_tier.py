@@ -25,6 +25,7 @@ from appliance.fleet.service import FleetService
 from appliance.fleet.store import object_name
 from tests.cache.helpers import REG, REPO, Upstream, payload, read_all, sha256
 from tests.fixtures.process import free_port
+from tests.fixtures.s3_strip_proxy import StripProxy
 from tests.fixtures.seaweedfs import SeaweedS3, bucket_keys, pending_uploads
 
 SIZE = 3 * 1024 * 1024
@@ -129,3 +130,24 @@ async def test_a_second_replica_reads_the_bucket_and_not_the_upstream(replicas: 
     await a.service.tier.wait_idle()
     assert await read(b, digest, upstream) == data
     assert upstream.fetches == 1 and b.service.status().l2_hits == 1
+
+
+async def test_with_the_bucket_gone_a_replica_still_serves_from_the_upstream(
+    tmp_path: Path, s3_server: SeaweedS3
+) -> None:
+    proxy = StripProxy(s3_server, [])  # strips nothing: the bucket, until the proxy stops
+    await proxy.start()
+    cache = BlobCache.on_disk(tmp_path / "a", CacheConfig(max_size=1 << 34, min_free_disk=0))
+    await cache.start()
+    service = FleetService(s3_server.fleet_config(endpoint=proxy.endpoint), cache)
+    await service.start()
+    try:
+        await proxy.close()
+        data = payload(SIZE, seed=5)
+        upstream = Upstream(data)
+        assert await read(Replica(cache, service, None), sha256(data), upstream) == data  # type: ignore[arg-type]
+        assert upstream.fetches == 1
+        assert "lease" in service.status().last_error
+    finally:
+        await service.close()
+        await cache.close()
