@@ -385,3 +385,30 @@ def test_a_shared_blob_is_not_served_in_a_repository_the_upstream_does_not_vouch
     assert status == 404 and digest.encode() not in body and len(body) < 1000, body
     asked = [(r.method, r.path) for r in fleet.registry.requests() if "/blobs/" in r.path]
     assert asked == [("HEAD", f"/v2/test/not-this-one/blobs/{digest}")]
+
+
+def test_the_internal_endpoint_is_reached_past_client_authentication_by_its_hmac_alone(
+    tmp_path: Path, pki: TestPKI, open_registry: UpstreamRegistry, s3_server: SeaweedS3
+) -> None:
+    replica = make_replica(tmp_path, pki, open_registry, open_registry.host_port, s3_server, "auth", "a")
+    replica.extra_toml = {**replica.extra_toml, "access": {"enabled": True}}
+    replica.write_config()
+    target = "/_fleet/v1/fills/sha256:" + "e" * 64
+
+    def get(path: str, headers: dict[str, str]) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", replica.port, timeout=10)
+        try:
+            connection.request("GET", path, headers=headers)
+            answer = connection.getresponse()
+            answer.read()
+            return answer.status
+        finally:
+            connection.close()
+
+    with replica:
+        # A client without credentials is stopped at the front door...
+        assert get(f"/v2/test/x/blobs/sha256:{'e' * 64}?ns={open_registry.name_port}", {}) == 401
+        # ...the fleet endpoint refuses it too, and a replica's signed request gets through to the
+        # endpoint itself (404: this replica fills no such blob), no client identity asked.
+        assert get(target, {}) == 403
+        assert get(target, {AUTH_HEADER: sign(Secret(TOKEN), "b", "GET", target, time.time())}) == 404
