@@ -10,6 +10,7 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from appliance.access.network import client_floor
 from appliance.access.verdicts import Authenticator
@@ -33,6 +34,9 @@ from appliance.stats import Stats
 from appliance.tasks import OwnedTasks
 from appliance.upstream.client import UpstreamClient
 
+if TYPE_CHECKING:
+    from appliance.fleet.service import FleetService
+
 log = logging.getLogger("appliance.engine")
 
 # Settings a hot reload cannot change: they are bound when the engine starts.
@@ -45,6 +49,7 @@ RESTART_ONLY = (
     "ca_key_file",
     "control_socket",
     "cache",
+    "fleet",
 )
 
 
@@ -94,6 +99,14 @@ class Engine:
             started=self.started,
             identification=self.identification,
         )
+        # Several replicas sharing one bucket (issue 18): the tier under the blob cache and its endpoint.
+        self.fleet: FleetService | None = None
+        if self.config.fleet.enabled:
+            # Imported only here: the S3 client costs ~0.4 s of start-up to every engine otherwise.
+            from appliance.fleet.service import FleetService
+
+            self.fleet = FleetService(self.config.fleet, self.blobs)
+            self.router.internal = self.fleet.handle
         self.tunnels = BlindTunnels(
             config=lambda: self.config, authorizer=self.proxy.authorizer, events=self.events
         )
@@ -117,6 +130,15 @@ class Engine:
         await asyncio.to_thread(self.cache_lock.acquire)
         await self.upstream.start()
         await self.blobs.start()
+        if self.fleet is not None:
+            # Probes the store first: one that ignores conditional writes stops the start here.
+            try:
+                await self.fleet.start()
+            except BaseException:
+                await self.blobs.close()
+                await self.upstream.close()
+                self.cache_lock.release()
+                raise
         self.listen_addresses = await self.door.listen(self.config.listen_host, self.config.listen_port)
         self.tls_addresses: list[tuple[str, int]] = []
         if self.config.tls_listen is not None:
@@ -185,6 +207,8 @@ class Engine:
         await self._background.cancel_all()
         await self.door.close()
         await self.pull_ahead.close()
+        if self.fleet is not None:
+            await self.fleet.close()
         await self.blobs.close()
         await self.upstream.close()
         self.cache_lock.release()
