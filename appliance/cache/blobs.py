@@ -166,6 +166,8 @@ class BlobCache:
                 self.leases.release(key)
                 return None
             self.index.touch_soon(key, self._clock())
+            if self.tier is not None:
+                self.tier.accessed(key.digest)
         except BaseException:
             self.leases.release(key)
             raise

@@ -45,3 +45,6 @@ class SharedTier(abc.ABC):
     @abc.abstractmethod
     def publish_manifest(self, digest: Digest, media_type: str, body: bytes) -> None:
         """Share a manifest body the upstream sent (in the background; failures only logged)."""
+
+    def accessed(self, digest: Digest) -> None:  # noqa: B027 - optional hook, empty by design
+        """This replica served ``digest`` from its own disk (the fleet's LRU counts L1 hits too)."""

@@ -17,17 +17,24 @@ from aiohttp import web
 
 from appliance.cache.blobs import BlobCache
 from appliance.config.fleet import FleetConfig
-from appliance.fleet.bucket import Bucket
+from appliance.fleet.bucket import Bucket, BucketError
 from appliance.fleet.counters import FleetCounters
 from appliance.fleet.endpoint import FillEndpoint
+from appliance.fleet.janitor import Janitor
+from appliance.fleet.janitor_plan import Policy
 from appliance.fleet.leases import Leases
 from appliance.fleet.probe import ProbeResult, probe
 from appliance.fleet.tier import FleetTier
 from appliance.protocol.status import FleetReplica, FleetStatus
+from appliance.tasks import OwnedTasks
 
 log = logging.getLogger(__name__)
 
 CLOSE_GRACE = 10.0
+# How often this replica writes its access report, and how often the janitor (if it is this one)
+# runs: a report a little older than a run costs nothing (``Policy.recent`` is ten minutes).
+REPORT_INTERVAL = 30.0
+JANITOR_INTERVAL = 60.0
 
 
 class FleetService:
@@ -45,6 +52,10 @@ class FleetService:
         )
         self.tier = FleetTier(self.fleet, self.bucket, self.leases, blobs, self.counters, clock=clock)
         self.endpoint = FillEndpoint(self.fleet.token, self.tier.open_local, self.counters, clock=clock)
+        self.janitor = Janitor(
+            self.bucket, self.leases, Policy.for_fleet(self.fleet.max_size, self.fleet.lease_ttl), clock=clock
+        )
+        self._loops = OwnedTasks()
         self.probed: ProbeResult | None = None
         self.started = False
 
@@ -58,6 +69,8 @@ class FleetService:
             await self.bucket.close()
             raise
         self.blobs.tier = self.tier
+        self._loops.spawn(self._report_loop(), name="fleet-reports")
+        self._loops.spawn(self.janitor.run(JANITOR_INTERVAL), name="fleet-janitor")
         self.started = True
         log.info(
             "fleet: replica %s shares %s (checks passed: %s)",
@@ -66,9 +79,24 @@ class FleetService:
             ", ".join(self.probed.checks),
         )
 
+    async def _report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REPORT_INTERVAL)
+            await self._flush_report()
+
+    async def _flush_report(self) -> None:
+        try:
+            await self.tier.report.flush(self.bucket)
+        except BucketError as exc:
+            log.info("fleet: writing the access report failed (retried): %s", exc)
+
     async def close(self) -> None:
         if self.blobs.tier is self.tier:
             self.blobs.tier = None
+        await self._loops.cancel_all(grace=5.0)
+        if self.started:
+            await self._flush_report()
+            await self.janitor.close()
         try:
             # Verified blobs still uploading: a few seconds now save another replica a download.
             await asyncio.wait_for(self.tier.wait_idle(), CLOSE_GRACE)
@@ -93,8 +121,8 @@ class FleetService:
             lease_takeovers=counters.lease_takeovers,
             l2_hits=counters.l2_hits,
             follow_bytes=counters.follow_bytes,
-            bucket_bytes=None,
+            bucket_bytes=None if self.janitor.last is None else self.janitor.last.bucket_bytes,
             bucket_max=self.fleet.max_size,
-            janitor="",
+            janitor=self.janitor.holder,
             last_error=counters.last_error,
         )

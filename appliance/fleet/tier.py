@@ -49,6 +49,7 @@ from appliance.fleet.bucket import Bucket, BucketError, PreconditionFailed
 from appliance.fleet.counters import FleetCounters
 from appliance.fleet.endpoint import AUTH_HEADER, FILLS, SIZE_HEADER, sign
 from appliance.fleet.leases import Holder, Lease, Leases, lease_name
+from appliance.fleet.reports import AccessReport
 from appliance.fleet.store import S3BlobStore, S3TempBlob, object_name
 from appliance.tasks import OwnedTasks
 
@@ -100,6 +101,8 @@ class FleetTier(SharedTier):
         self._tasks = OwnedTasks()
         # digest -> the local key this replica fills (or filled) it under, for its endpoint.
         self._owned: collections.OrderedDict[Digest, BlobKey] = collections.OrderedDict()
+        # What this replica served lately, for the janitor's fleet-wide LRU (reports.py).
+        self.report = AccessReport(fleet.replica_id, clock=clock)
 
     async def start(self) -> None:
         # Its own pool: peers are other replicas, never the upstream, and never through a proxy.
@@ -122,9 +125,13 @@ class FleetTier(SharedTier):
 
     # -- SharedTier ----------------------------------------------------------------------------------
 
+    def accessed(self, digest: Digest) -> None:
+        self.report.touch(str(digest))
+
     def source(self, key: BlobKey, repository: str, fetch: FetchBlob, confirm: Confirm | None) -> FetchBlob:
         if key.kind is not Kind.BLOB:
             return fetch
+        self.report.touch(str(key.digest))
 
         async def from_fleet() -> BlobSource:
             relay = _Relay(self, key, repository, fetch, confirm)
@@ -154,6 +161,7 @@ class FleetTier(SharedTier):
             log.warning("fleet: manifest %s in the bucket does not verify; ignored", digest)
             return None
         self.counters.l2_hits += 1
+        self.report.touch(str(digest))
         return body, info.content_type
 
     def publish_manifest(self, digest: Digest, media_type: str, body: bytes) -> None:
