@@ -19,6 +19,7 @@ from appliance.cache.lock import CacheLock
 from appliance.config.model import Config, split_host_port
 from appliance.errors import ApplianceError, ConfigError
 from appliance.events import EventBus
+from appliance.fleet.service import FleetService
 from appliance.front import client_ca, tunnel_policy
 from appliance.front.blind_tunnel import BlindTunnels
 from appliance.front.ca import CertificateAuthority
@@ -45,6 +46,7 @@ RESTART_ONLY = (
     "ca_key_file",
     "control_socket",
     "cache",
+    "fleet",
 )
 
 
@@ -94,6 +96,10 @@ class Engine:
             started=self.started,
             identification=self.identification,
         )
+        # Several replicas sharing one bucket (issue 18): the tier under the blob cache and its endpoint.
+        self.fleet = FleetService(self.config.fleet, self.blobs) if self.config.fleet.enabled else None
+        if self.fleet is not None:
+            self.router.internal = self.fleet.handle
         self.tunnels = BlindTunnels(config=lambda: self.config)
         self.door = FrontDoor(
             handler=self.router.handle,
@@ -115,6 +121,15 @@ class Engine:
         await asyncio.to_thread(self.cache_lock.acquire)
         await self.upstream.start()
         await self.blobs.start()
+        if self.fleet is not None:
+            # Probes the store first: one that ignores conditional writes stops the start here.
+            try:
+                await self.fleet.start()
+            except BaseException:
+                await self.blobs.close()
+                await self.upstream.close()
+                self.cache_lock.release()
+                raise
         self.listen_addresses = await self.door.listen(self.config.listen_host, self.config.listen_port)
         self.tls_addresses: list[tuple[str, int]] = []
         if self.config.tls_listen is not None:
@@ -183,6 +198,8 @@ class Engine:
         await self._background.cancel_all()
         await self.door.close()
         await self.pull_ahead.close()
+        if self.fleet is not None:
+            await self.fleet.close()
         await self.blobs.close()
         await self.upstream.close()
         self.cache_lock.release()

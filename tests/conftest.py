@@ -28,7 +28,18 @@ from tests.fixtures.containerd import PrivateContainerd  # noqa: E402
 from tests.fixtures.images import ImageInfo, ImagePusher, push_image  # noqa: E402
 from tests.fixtures.pki import TestPKI, make_pki  # noqa: E402
 from tests.fixtures.registry import RegistryAuth, RegistryFactory, UpstreamRegistry  # noqa: E402
+from tests.fixtures.seaweedfs import SeaweedS3, start_seaweedfs  # noqa: E402
 from tests.fixtures.tokenserver import Grant, TokenServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """One real SeaweedFS S3 for the session; tests keep apart by key prefix (``fleet_config()``)."""
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -46,16 +46,20 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "accesslog": VOCABULARY | {"config"},
     "cache": VOCABULARY | {"config"},
     "upstream": VOCABULARY | {"config"},
+    # The shared S3 tier (issue 18): implements cache's interfaces over a bucket and reports in
+    # protocol's FleetStatus; cache never imports it (the engine wires the tier in).
+    "fleet": VOCABULARY | {"config", "cache", "protocol"},
     # protocol/access_input makes the password hashes and tokens that access/ checks.
     "access": VOCABULARY | {"config", "protocol"},
     "metrics": STORAGE_AND_UPSTREAM,
     "registry": STORAGE_AND_UPSTREAM | ACCESS,
     "front": REQUEST_PATH,
-    "engine": REQUEST_PATH | {"front"},
+    # The engine wires the fleet tier under the cache and its endpoint into the front door.
+    "engine": REQUEST_PATH | {"front", "fleet"},
     # The control plane acts on a running engine and answers in the protocol; the proxy never calls it.
-    "control": STORAGE_AND_UPSTREAM | ACCESS | {"engine", "protocol"},
-    "runner": REQUEST_PATH | {"front", "engine", "control", "protocol"},
-    "cli": REQUEST_PATH | {"front", "engine", "control", "protocol", "runner"},
+    "control": STORAGE_AND_UPSTREAM | ACCESS | {"engine", "protocol", "fleet"},
+    "runner": REQUEST_PATH | {"front", "engine", "control", "protocol", "fleet"},
+    "cli": REQUEST_PATH | {"front", "engine", "control", "protocol", "runner", "fleet"},
     "__main__": frozenset({"cli"}),
 }
 

@@ -21,6 +21,7 @@ from appliance.cache.index import CacheIndex
 from appliance.cache.index_records import Entry, EntryState, RegistryUsage, RepositoryListing
 from appliance.cache.readers import BlobReader, BypassReader, FollowReader, HitReader
 from appliance.cache.storage_health import StorageHealth, StorageReport
+from appliance.cache.tiers import Confirm, SharedTier
 from appliance.cache.verify import VerifyReport, verify
 from appliance.config.model import CacheConfig
 from appliance.events import CacheStatus
@@ -88,6 +89,9 @@ class BlobCache:
         )
         self._housekeeping_interval = housekeeping_interval
         self._housekeeping: asyncio.Task[None] | None = None
+        # A tier below the disk (the fleet's bucket) that new fills get their bytes from; the engine
+        # sets it before start (tiers.py).
+        self.tier: SharedTier | None = None
         self.swept = 0  # temp files of interrupted fills removed at start
 
     @classmethod
@@ -212,7 +216,9 @@ class BlobCache:
             )
         # No await between the look above and the fill's start in _join_or_start: a fill another
         # request starts cannot slip in between and be joined unchecked.
-        fill, starter, mode = await self._join_or_start(key, repository, fetch, expected_size, on_miss)
+        fill, starter, mode = await self._join_or_start(
+            key, repository, fetch, expected_size, on_miss, confirm=confirm
+        )
         if mode is FillMode.BYPASS or (fill.passthrough and not starter):
             source = fill.bypass_source if starter else None
             if source is None:
@@ -263,6 +269,8 @@ class BlobCache:
         fetch: FetchBlob,
         expected_size: int | None,
         on_start: Callable[[], object] | None = None,
+        *,
+        confirm: Confirm | None = None,
     ) -> tuple[Fill, bool, FillMode]:
         """The fill in flight for ``key`` or a new one, once it knows whether it stores (``ready``).
 
@@ -272,6 +280,8 @@ class BlobCache:
         fill = self.fills.get(key)
         starter = fill is None
         if fill is None:
+            if self.tier is not None:
+                fetch = self.tier.source(key, repository, fetch, confirm)
             fill = self.fills.start(key, repository, fetch, expected_size)
             if on_start is not None:
                 on_start()

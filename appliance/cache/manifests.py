@@ -84,6 +84,12 @@ class ManifestCache:
         leases.acquire(key)
         try:
             entry = await self._index.get(key)
+            if entry is None and self._blobs.tier is not None:
+                # The shared tier's copy (another replica stored it); the caller still checks that
+                # the repository may see it, as for a local hit.
+                shared = await self._blobs.tier.manifest(key.digest)
+                if shared is not None:
+                    return StoredManifest(shared[0], shared[1], str(key.digest))
             if entry is None or entry.size > MANIFEST_MAX:
                 return None
             reader = await self._store.open(key)
@@ -132,6 +138,8 @@ class ManifestCache:
             raise IntegrityError(registry, f"manifest {digest}: body hashes to {hasher.digest()}")
         now = self._blobs.now()
         stored = await self._store_body(key, repository, media_type, body, now)
+        if self._blobs.tier is not None:
+            self._blobs.tier.publish_manifest(key.digest, media_type, body)
         if tag is not None:
             record = TagRecord(
                 registry, repository, tag, accept_class or "", str(key.digest), media_type, len(body), now

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import os
 import sys
 import time
@@ -137,6 +139,50 @@ def _prefetch(args: argparse.Namespace) -> int:
             continue
         print(f"{result.image}: {result.manifests} manifests, {result.blobs} blobs, {result.bytes} bytes")
     return status
+
+
+async def _fleet(config: Config, action: str, args: argparse.Namespace) -> int:
+    from appliance.fleet.bucket import Bucket
+    from appliance.fleet.inventory import inventory, verify_bucket
+
+    if not config.fleet.enabled:
+        raise ConfigError("--fleet", "no shared store: set [fleet] store (or FLEET_STORE)")
+    async with Bucket(config.fleet) as bucket:
+        if action == "verify":
+            report = await verify_bucket(bucket, repair=args.repair)
+            if getattr(args, "json", False):
+                print(json.dumps(dataclasses.asdict(report)))
+            else:
+                print(f"({config.fleet.store})", file=sys.stderr)
+                for name in (*report.corrupt, *report.strays):
+                    print(f"  {name}")
+                print(report.summary())
+            return 0 if report.consistent or args.repair else 1
+        if action == "ls":
+            found = await inventory(bucket)
+            if getattr(args, "json", False):
+                print(json.dumps(dataclasses.asdict(found)))
+                return 0
+            for repo in found.repositories:
+                if args.registry and repo.registry != args.registry:
+                    continue
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(repo.last_modified))
+                name = f"{repo.registry}/{repo.repository}"
+                print(f"{name}  {repo.objects} objects  {repo.size} bytes  stored {when}")
+            print(f"{config.fleet.store}: {found.summary()}")
+            return 0
+    raise ConfigError("--fleet", f"cache {action} has no --fleet form")
+
+
+def run_fleet(action: str, args: argparse.Namespace) -> int:
+    """``cache ls|verify --fleet``: on the shared bucket itself (no engine needed: it is shared)."""
+    config = _config(args)
+    try:
+        return asyncio.run(_fleet(config, action, args))
+    except ApplianceError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError("cache", str(exc)) from None
 
 
 def run_offline(action: str, args: argparse.Namespace) -> int:

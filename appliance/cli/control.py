@@ -50,8 +50,10 @@ def _offline_fallback(
     """Through the running engine when there is one; on the cache directory itself when not."""
 
     def run(args: argparse.Namespace) -> int:
-        from appliance.cli.cache import run_offline
+        from appliance.cli.cache import run_fleet, run_offline
 
+        if getattr(args, "fleet", False):
+            return run_fleet(action, args)
         try:
             if args.cache_dir is not None and not _engine_serves(args, Path(args.cache_dir).expanduser()):
                 # The engine answering on the socket has another cache: this one is not in use by it
@@ -169,6 +171,7 @@ def register(subparsers: Any) -> None:
     cache = _group(subparsers, "cache", "the blob and manifest cache (works on a stopped engine too)")
     ls = _leaf(cache, "ls", "cached repositories", _offline_fallback("ls", commands.cache_ls), json_flag=True)
     ls.add_argument("--registry")
+    ls.add_argument("--fleet", action="store_true", help="the shared bucket of [fleet] instead of this cache")
     _cache_dir_flag(ls)
     purge = _leaf(
         cache,
@@ -198,4 +201,7 @@ def register(subparsers: Any) -> None:
         json_flag=True,
     )
     verify.add_argument("--repair", action="store_true")
+    verify.add_argument(
+        "--fleet", action="store_true", help="re-hash the shared bucket of [fleet] instead of this cache"
+    )
     _cache_dir_flag(verify)

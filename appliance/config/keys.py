@@ -19,7 +19,9 @@ Not simple key tables, and so hand-written beside their hook in each format:
   ALLOW_CLIENTS in ``seed_env``;
 * ``manifest_cache.tiers``: an array of tables (``toml_read._tiers``), MANIFEST_CACHE_{PRIMARY,
   SECONDARY}_{REGEX,TIME} in ``seed_env``;
-* the whole ``[tunnel]`` policy as one value: TUNNEL in ``seed_env``, the view's ``tunnel``.
+* the whole ``[tunnel]`` policy as one value: TUNNEL in ``seed_env``, the view's ``tunnel``;
+* ``[fleet]`` (the shared S3 tier): its secrets come from files, variables or the keyring like
+  credentials', so ``fleet_read.py`` reads the table and the FLEET_* variables.
 
 Checks across keys of one table (a tunnel ``list`` needs hosts, ``connections_per_source`` is at most
 ``max_connections``, ``tls_cert_file`` goes with ``tls_key_file``) are the tables' ``check`` hooks
@@ -139,7 +141,12 @@ def _check_limits(at: Callable[[str], str], data: Mapping[str, Any], limits: Lim
 
 
 TABLES = (
-    Table("", hand_written=("registries", "credentials", "allow_clients", "access"), check=_check_tls_pair),
+    Table(
+        "",
+        # [fleet] holds secrets read from files, variables or the keyring: config/fleet_read.py.
+        hand_written=("registries", "credentials", "allow_clients", "access", "fleet"),
+        check=_check_tls_pair,
+    ),
     Table("cache"),
     Table("manifest_cache", hand_written=("tiers",)),
     Table("timeouts", comment="SEND_TIMEOUT, CLIENT_BODY_TIMEOUT, ... (nginx time)."),

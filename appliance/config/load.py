@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from appliance.config.fleet_read import with_default_replica_id
 from appliance.config.model import Config
 from appliance.config.seed_env import apply_env
 from appliance.config.toml_read import load_file
@@ -81,6 +82,10 @@ def load_config(
         config = from_env.config
         warnings.extend(from_env.warnings)
     config = apply_overrides(config, overrides or Overrides())
+    # Checked once every source is in: the file may leave the token or the key to the environment.
+    fleet = with_default_replica_id(config.fleet).checked()
+    if fleet != config.fleet:
+        config = replace(config, fleet=fleet)
     return LoadResult(config, tuple(warnings))
 
 

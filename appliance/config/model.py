@@ -16,6 +16,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from appliance.config.access import AccessConfig, Network
+from appliance.config.fleet import FleetConfig
+from appliance.config.secret import Secret as Secret  # re-exported: credentials hold them
 
 DOCKER_HUB_HOST = "registry-1.docker.io"
 DOCKER_HUB_AUTH_HOST = "auth.docker.io"
@@ -24,32 +26,6 @@ DOCKER_HUB_ALIASES = ("docker.io", "index.docker.io")
 DEFAULT_EXTRA_REGISTRIES = ("registry.k8s.io", "gcr.io", "quay.io", "ghcr.io")
 GIB = 1024**3
 DAY = 86400.0
-
-
-class Secret:
-    """A secret string that never prints itself.  ``reveal()`` is the only way to read it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
 
 
 class SecretStore(StrEnum):
@@ -263,6 +239,7 @@ class Config:
     upstream_proxy: str | None = None  # http://[user:pass@]host:port for the appliance's own traffic
     debug: bool = False
     log_format: LogFormat = LogFormat.TEXT
+    fleet: FleetConfig = field(default_factory=FleetConfig)  # [fleet]: the shared S3 tier (issue 18)
     config_path: Path | None = None  # the TOML file this came from, if any
 
     @property

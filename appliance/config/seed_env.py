@@ -2,8 +2,8 @@
 
 ``apply_env`` lays the variables over a lower-precedence ``Config``.  The variables of single keys are
 those of the key table (``config.keys``); the rest are read here by hand (REGISTRIES, the manifest
-tiers, TUNNEL, ALLOW_CLIENTS).  AUTH_REGISTRIES is parsed in ``seed_env_auth``, and ``seed_env_export``
-turns a ``Config`` back into variables.
+tiers, TUNNEL, ALLOW_CLIENTS) or by ``fleet_read`` (FLEET_*).  AUTH_REGISTRIES is parsed in
+``seed_env_auth``, and ``seed_env_export`` turns a ``Config`` back into variables.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config.access_toml import parse_allow_clients
+from appliance.config.fleet_read import FLEET_VARS, fleet_from_env
 from appliance.config.keys import KEYS, ConfigKey, Kind, env_vars, with_value
 from appliance.config.model import (
     DEFAULT_EXTRA_REGISTRIES,
@@ -56,6 +57,7 @@ HAND_WRITTEN_VARS = (
     "PROXY_REQUEST_BUFFERING",
     "TUNNEL",
     "ALLOW_CLIENTS",
+    *FLEET_VARS,
 )
 # Every variable read here, for docs and for tests that clear the environment.
 ALL_VARS = (*HAND_WRITTEN_VARS, *env_vars())
@@ -111,6 +113,9 @@ def apply_env(base: Config, environ: Mapping[str, str]) -> EnvResult:
         config = replace(config, tunnel=parse_tunnel(raw, "TUNNEL"))
     if raw := (get("ALLOW_CLIENTS") or "").strip():
         config = replace(config, allow_clients=parse_allow_clients(raw.split(","), "ALLOW_CLIENTS"))
+    fleet = fleet_from_env(config.fleet, environ)
+    if fleet != config.fleet:
+        config = replace(config, fleet=fleet)
     return EnvResult(config, tuple(warnings))
 
 

@@ -12,6 +12,7 @@ import shlex
 from collections.abc import Iterable
 from typing import Any
 
+from appliance.config.fleet_read import fleet_env_pairs
 from appliance.config.keys import KEYS, ConfigKey, Export, Kind, get
 from appliance.config.model import Config, RegistryConfig, docker_hub
 from appliance.config.seed_env import TIER_VARS
@@ -75,6 +76,7 @@ def export_env(config: Config) -> tuple[list[tuple[str, str]], list[str]]:
         pairs.append(("TUNNEL", format_tunnel(config.tunnel)))
     if config.allow_clients is not None:
         pairs.append(("ALLOW_CLIENTS", ",".join(str(network) for network in config.allow_clients)))
+    pairs.extend(fleet_env_pairs(config.fleet))
     if config.access != defaults.access:
         warnings.append("[access] (users, tokens, ACL rules) has no env var equivalent")
     return pairs, warnings

@@ -2,8 +2,9 @@
 
 Part of the ``toml_*`` modules, the only code that reads or writes the TOML file.  The simple keys are
 read as the key table (``config.keys``) lists them, each as its kind requires; the arrays of tables
-(registries, credentials, manifest tiers) and ``[access]`` are read by hand.  Unknown keys get a "did
-you mean" hint; relative paths in the file are relative to the file's directory.
+(registries, credentials, manifest tiers), ``[access]`` and ``[fleet]`` (``fleet_read``) are read by
+hand.  Unknown keys get a "did you mean" hint; relative paths in the file are relative to the file's
+directory.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tomlkit.exceptions
 
 from appliance.config.access_toml import access_changes
 from appliance.config.credentials import CREDENTIAL_KEYS, credential_from_table
+from appliance.config.fleet_read import fleet_from_table
 from appliance.config.keys import TABLES, ConfigKey, Kind, keys_of, with_value
 from appliance.config.model import Config, Credential, ManifestTier, RegistryConfig, Scheme
 from appliance.config.toml_keys import REGISTRY_KEYS, TIER_KEYS, VALID_KEYS, TableReader
@@ -101,6 +103,8 @@ def config_from_document(
     if "credentials" in data:
         changes["credentials"] = _credentials(reader, data["credentials"], environ)
     changes.update(access_changes(reader, data))
+    if "fleet" in data:
+        changes["fleet"] = fleet_from_table(reader, reader.table(data, "fleet"), config.fleet, environ)
     config = replace(config, config_path=path, **changes)
     return FileResult(config, tuple(warnings))
 

@@ -130,6 +130,7 @@ class ControlServer:
             listen=engine.listen_addresses,
             ca=info,
             storage=await engine.blobs.storage(),
+            fleet=engine.fleet.status() if engine.fleet is not None else None,
         )
         return json_response(body)
 

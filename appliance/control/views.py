@@ -20,6 +20,7 @@ from appliance.config.model import DOCKER_HUB_HOST, Config, Credential, Secret, 
 from appliance.config.seed_env_export import export_env, format_env_lines
 from appliance.config.values import format_tunnel, mask_url
 from appliance.events import CacheStatus, Event
+from appliance.protocol.status import FleetStatus
 from appliance.stats import Stats, Totals
 from appliance.upstream.ratelimit import RateLimitState
 
@@ -80,6 +81,7 @@ def status(
     listen: Iterable[tuple[str, int]],
     ca: p.CaInfo,
     storage: StorageReport | None = None,
+    fleet: FleetStatus | None = None,
 ) -> p.Status:
     now = time.time()
     return p.Status(
@@ -95,6 +97,7 @@ def status(
         config_path=str(config.config_path) if config.config_path else None,
         control_socket=str(config.control_socket),
         cache_disk=cache_disk(storage),
+        fleet=fleet,
     )
 
 

@@ -4,7 +4,8 @@ Every HTTP request the front door parses - plain, or decrypted inside an interce
 to ``Router.handle``.  Inside a tunnel it goes to the registry API of the registry the CONNECT named
 (or, for one of its token realm hosts, to the token relay); an absolute ``http://`` URI is
 forwarded to a configured plain-HTTP registry; otherwise the path decides: ``/`` and ``/healthz``,
-``/metrics``, ``/ca.crt``, ``/setup/...``, or mirror mode under ``/v2/``.  For a registry request
+``/metrics``, ``/ca.crt``, ``/setup/...``, the fleet's ``/_fleet/...`` (replicas only, HMAC), or mirror
+mode under ``/v2/``.  For a registry request
 the router resolves the registry once, against the config of the moment, into a
 ``RequestContext`` that the registry layer serves from.
 
@@ -23,7 +24,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -86,6 +87,9 @@ class Router:
     upstream: UpstreamClient
     started: float
     identification: ClientIdentification
+    # The fleet's internal endpoint (/_fleet/...), when this replica is part of one: it checks its
+    # own HMAC and is never subject to client identities or ACLs (fleet/endpoint.py).
+    internal: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]] | None = None
 
     # -- the intercept decision ------------------------------------------------------------------
 
@@ -176,6 +180,8 @@ class Router:
         if request.url.is_absolute() and request.url.scheme == "http" and request.raw_path.startswith("http"):
             return await self._forward_plain_http(request, context)
         path = request.path
+        if path.startswith("/_fleet/") and self.internal is not None:
+            return await self.internal(request)
         if path == "/" or path == "/healthz":
             return self._health(request)
         if path == "/metrics":

@@ -149,6 +149,16 @@ def test_every_variable_read_is_written_back_by_export_env() -> None:
         "MANIFEST_CACHE_SECONDARY_TIME": "1d",
         "TUNNEL": "none",
         "ALLOW_CLIENTS": "10.0.0.0/8",
+        "FLEET_STORE": "s3://cache/fleet",
+        "FLEET_ENDPOINT": "http://127.0.0.1:8333",
+        "FLEET_REGION": "eu-west-1",
+        "FLEET_ACCESS_KEY_ID": "key",
+        "FLEET_SECRET_ACCESS_KEY": "secret",
+        "FLEET_REPLICA_ID": "a",
+        "FLEET_ADVERTISE_URL": "http://10.0.0.5:3128",
+        "FLEET_TOKEN": "token",
+        "FLEET_MAX_SIZE": "500g",
+        "FLEET_LEASE_TTL": "10s",
     }
     for key in KEYS:
         if key.env:
