@@ -100,6 +100,7 @@ class Engine:
         self.fleet = FleetService(self.config.fleet, self.blobs) if self.config.fleet.enabled else None
         if self.fleet is not None:
             self.router.internal = self.fleet.handle
+            self.router.fleet_status = self.fleet.status
         self.tunnels = BlindTunnels(config=lambda: self.config)
         self.door = FrontDoor(
             handler=self.router.handle,
