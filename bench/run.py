@@ -17,7 +17,7 @@ from types import ModuleType
 if __package__ in (None, ""):  # `bench/run.py` as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import auth_pull, cold_pull, distant, firehose, herd, startup, throughput, warm_pull
+from bench import auth_pull, cold_pull, distant, firehose, fleet_pull, herd, startup, throughput, warm_pull
 from bench.harness import (
     FULL,
     PROFILES,
@@ -42,6 +42,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "firehose": firehose,
     "distant": distant,
     "auth_pull": auth_pull,
+    "fleet_pull": fleet_pull,
 }
 
 
