@@ -177,6 +177,37 @@ def fleet_env_pairs(fleet: FleetConfig) -> list[tuple[str, str]]:
     return pairs
 
 
+def fleet_table(fleet: FleetConfig) -> dict[str, Any]:
+    """The ``[fleet]`` table for ``fleet`` (secrets inline unless they came from a file, a variable
+    named in the file, or the keyring, which are referenced as they were)."""
+    defaults = FleetConfig()
+    table: dict[str, Any] = {"store": fleet.store}
+    for name in ("endpoint", "region", "access_key_id", "replica_id", "advertise_url"):
+        if getattr(fleet, name) != getattr(defaults, name):
+            table[name] = getattr(fleet, name)
+    if fleet.secret_source is SecretSource.FILE:
+        table["secret_access_key_file"] = fleet.secret_reference
+    elif fleet.secret_source is SecretSource.ENV:
+        table["secret_access_key_env"] = fleet.secret_reference
+    elif fleet.secret_source is SecretSource.KEYRING:
+        table["keyring"] = True
+    elif fleet.secret_access_key:
+        table["secret_access_key"] = fleet.secret_access_key.reveal()
+    if fleet.token_file:
+        table["token_file"] = fleet.token_file
+    elif fleet.token:
+        table["token"] = fleet.token.reveal()
+    if fleet.max_size != defaults.max_size:
+        table["max_size"] = format_size(fleet.max_size)
+    if fleet.lease_ttl != defaults.lease_ttl:
+        table["lease_ttl"] = format_time(fleet.lease_ttl)
+    return table
+
+
+# The [fleet] keys that hold a secret in clear (the file must then be 0600).
+CLEAR_SECRETS = ("secret_access_key", "token")
+
+
 def _text(name: str, raw: str, where: str) -> str:
     match name:
         case "store":

@@ -22,6 +22,7 @@ from tomlkit.items import AoT, Table
 
 from appliance.config.access_edit import holds_hashes
 from appliance.config.credentials import delete_secret, store_secret
+from appliance.config.fleet_read import CLEAR_SECRETS
 from appliance.config.keys import KEYS, Mask
 from appliance.config.model import Config, Secret, SecretStore, normalize_host
 from appliance.config.toml_read import config_from_document, parse_text, read_document
@@ -34,6 +35,9 @@ def holds_secret(document: Mapping[str, Any]) -> bool:
     data = document.unwrap() if isinstance(document, tomlkit.TOMLDocument) else document
     credentials = data.get("credentials")
     if isinstance(credentials, list) and any(isinstance(c, dict) and "password" in c for c in credentials):
+        return True
+    fleet = data.get("fleet")
+    if isinstance(fleet, Mapping) and any(fleet.get(key) for key in CLEAR_SECRETS):
         return True
     for key in KEYS:
         table = data.get(key.table, {}) if key.table else data

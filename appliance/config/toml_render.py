@@ -16,6 +16,7 @@ from tomlkit.items import Table
 
 from appliance.config.access_edit import render_access
 from appliance.config.credentials import credential_table
+from appliance.config.fleet_read import fleet_table
 from appliance.config.keys import TABLES, ConfigKey, Kind, get, keys_of
 from appliance.config.model import Config, ManifestCachePolicy, RegistryConfig, Scheme, docker_hub
 from appliance.config.units import format_size, format_time
@@ -71,6 +72,10 @@ def render_config(config: Config, defaults: Config, header: str = "") -> tomlkit
             credentials.append(tomlkit.item(credential_table(credential)))
         doc.add("credentials", credentials)
     render_access(doc, config, defaults)
+    if config.fleet.enabled:
+        doc.add(tomlkit.nl())
+        doc.add(tomlkit.comment("FLEET_*: several replicas sharing one bucket (README, Running several)."))
+        doc.add("fleet", tomlkit.item(fleet_table(config.fleet)))
     return doc
 
 

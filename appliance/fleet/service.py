@@ -8,6 +8,7 @@ those requests here before any client identity or ACL).  ``status`` is this repl
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from appliance.fleet.tier import FleetTier
 from appliance.protocol.status import FleetReplica, FleetStatus
 
 log = logging.getLogger(__name__)
+
+CLOSE_GRACE = 10.0
 
 
 class FleetService:
@@ -66,6 +69,11 @@ class FleetService:
     async def close(self) -> None:
         if self.blobs.tier is self.tier:
             self.blobs.tier = None
+        try:
+            # Verified blobs still uploading: a few seconds now save another replica a download.
+            await asyncio.wait_for(self.tier.wait_idle(), CLOSE_GRACE)
+        except TimeoutError:
+            log.info("fleet: publishes still running at shutdown are abandoned (the janitor aborts them)")
         await self.tier.close()
         await self.leases.close()
         await self.bucket.close()

@@ -107,7 +107,19 @@ class S3TempBlob(TempBlob):
             self._uploader.result()  # raises the upload's failure here, in the fill
         number = self._next_part
         self._next_part += 1
-        await self._queue.put((number, part))
+        await self._put((number, part))
+
+    async def _put(self, item: tuple[int, bytes] | None) -> None:
+        """Queue ``item`` for the uploader; its failure is raised here instead of waiting forever."""
+        assert self._uploader is not None
+        putting = asyncio.ensure_future(self._queue.put(item))
+        await asyncio.wait({putting, self._uploader}, return_when=asyncio.FIRST_COMPLETED)
+        if not putting.done():
+            putting.cancel()
+            if self._uploader.cancelled():
+                raise BucketError("UploadPart", self._name, 0, "UploadCancelled")
+            self._uploader.result()  # the upload's BucketError
+            raise BucketError("UploadPart", self._name, 0, "UploaderStopped")
 
     async def _upload_parts(self) -> None:
         assert self._upload_id is not None
@@ -127,7 +139,7 @@ class S3TempBlob(TempBlob):
                 if self._buffer:
                     await self._enqueue(bytes(self._buffer))
                     self._buffer.clear()
-                await self._queue.put(None)
+                await self._put(None)
                 await self._uploader
                 assert self._upload_id is not None
                 parts = sorted(self._parts, key=lambda p: p.number)

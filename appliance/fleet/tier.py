@@ -136,7 +136,12 @@ class FleetTier(SharedTier):
     async def manifest(self, digest: Digest) -> tuple[bytes, str] | None:
         name = object_name(Kind.MANIFEST, digest)
         try:
-            info, body = await self.bucket.get(name)
+            stream = await self.bucket.open(name)
+            info = stream.info
+            if info.size > MANIFEST_MAX:  # never held whole: not a manifest this cache would store
+                stream.close()
+                return None
+            body = b"".join([chunk async for chunk in stream.chunks()])
         except BucketError as exc:
             if exc.status != 404:
                 self.counters.failed(f"bucket read: {exc}")

@@ -152,3 +152,32 @@ def _fields(fleet: FleetConfig) -> dict[str, object]:
 def _sources(fleet: FleetConfig) -> dict[str, object]:
     # The variables carry the secret itself, not where the file had it from.
     return {"secret_source": fleet.secret_source, "secret_reference": fleet.secret_reference}
+
+
+def test_import_env_renders_a_fleet_table_that_loads_back_and_is_private(tmp_path: Path) -> None:
+    import tomlkit
+
+    from appliance.config.toml_edit import holds_secret, write_document
+    from appliance.config.toml_render import render_config
+    from appliance.config.values import default_config
+
+    environ = {
+        **HOME,
+        "FLEET_STORE": "s3://cache/prod",
+        "FLEET_ENDPOINT": "http://127.0.0.1:8333",
+        "FLEET_ACCESS_KEY_ID": "AKIA1",
+        "FLEET_SECRET_ACCESS_KEY": SECRET,
+        "FLEET_REPLICA_ID": "node-a",
+        "FLEET_ADVERTISE_URL": "http://10.0.0.5:3128",
+        "FLEET_TOKEN": TOKEN,
+        "FLEET_LEASE_TTL": "10s",
+    }
+    config = load_config(environ=environ).config
+    document = render_config(config, default_config(HOME))
+    assert holds_secret(document)
+    path = tmp_path / "config.toml"
+    write_document(path, document)
+    assert path.stat().st_mode & 0o077 == 0
+    again = load_config(environ=HOME, config_path=path).config.fleet
+    assert again == config.fleet.__class__(**{**_fields(config.fleet), "secret_source": SecretSource.TOML})
+    assert "[fleet]" in tomlkit.dumps(document)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 
@@ -9,8 +10,9 @@ import pytest
 
 from appliance.cache.blobstore import BlobKey, Kind
 from appliance.digests import Algorithm, digest_of
-from appliance.fleet.bucket import Bucket
+from appliance.fleet.bucket import Bucket, BucketError
 from appliance.fleet.store import SHARED_REGISTRY, S3BlobStore, S3TempBlob, object_name, parse_object_name
+from tests.fixtures.s3_strip_proxy import StripProxy
 from tests.fixtures.seaweedfs import SeaweedS3, bucket_keys, pending_uploads
 
 PART = 5 * 1024 * 1024  # S3's smallest part: the store's 8 MiB would make these tests slow
@@ -108,3 +110,17 @@ async def test_scan_lists_blobs_and_manifests_and_strays_are_reported(
     await store.delete(key_of(blob))
     assert not await store.exists(key_of(blob))
     assert hashlib.sha256(blob).hexdigest() == digest_of(blob).hex
+
+
+async def test_a_failing_upload_raises_in_the_writer_instead_of_stalling_it(s3_server: SeaweedS3) -> None:
+    proxy = StripProxy(s3_server, [])  # the bucket, until the proxy stops mid-upload
+    await proxy.start()
+    async with Bucket(s3_server.fleet_config(endpoint=proxy.endpoint)) as bucket:
+        temp = S3TempBlob(bucket, "blobs/sha256/" + "d" * 64, part_size=PART)
+        await temp.write(b"x" * PART)  # the upload exists, its first part is queued
+        await proxy.close()
+        with pytest.raises(BucketError):
+            async with asyncio.timeout(30):
+                for _ in range(8):  # more parts than the queue holds
+                    await temp.write(b"y" * PART)
+        await temp.discard()
