@@ -107,6 +107,7 @@ class Engine:
 
             self.fleet = FleetService(self.config.fleet, self.blobs)
             self.router.internal = self.fleet.handle
+            self.router.fleet_status = self.fleet.status
         self.tunnels = BlindTunnels(
             config=lambda: self.config, authorizer=self.proxy.authorizer, events=self.events
         )

@@ -6,16 +6,21 @@ event bus, so rendering is one pass over them per scrape and no second set of co
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from appliance.cache import CacheUsage, FillProgress
 from appliance.cache.storage_health import DiskState, StorageReport
 from appliance.events import AccessResult
+from appliance.protocol.status import FleetStatus
 from appliance.stats import FROM_CACHE, FROM_UPSTREAM, Stats
 from appliance.upstream.ratelimit import RateLimitState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# How the front door asks for the fleet's numbers at scrape time without importing the fleet tier:
+# the engine passes ``FleetService.status`` (issue 18); the record is the one ``appliance status`` shows.
+FleetProvider = Callable[[], FleetStatus | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +33,7 @@ class MetricsInput:
     events_dropped: int
     event_subscribers: int
     rate_limits: Mapping[str, RateLimitState]  # registry host -> last known quota
+    fleet: FleetStatus | None = None  # this replica's view of the fleet; None when fleet is off
 
 
 def escape(value: str) -> str:
@@ -144,6 +150,8 @@ def render(data: MetricsInput) -> str:
     w.sample("appliance_events_dropped_total", data.events_dropped)
     w.family("appliance_events_subscribers", "gauge", "Connected event-stream subscribers.")
     w.sample("appliance_events_subscribers", data.event_subscribers)
+    if data.fleet is not None:
+        _fleet(w, data.fleet)
     return "\n".join(w.lines) + "\n"
 
 
@@ -180,3 +188,34 @@ def _storage(w: _Writer, storage: StorageReport | None) -> None:
         "Fills whose storage failed mid-way and whose readers got the blob passed through uncached.",
     )
     w.sample("appliance_cache_passthrough_fills_total", storage.passthrough_fills)
+
+
+def _fleet(w: _Writer, fleet: FleetStatus) -> None:
+    """``appliance_fleet_*``: the same numbers as the fleet block of ``appliance status``."""
+    w.family("appliance_fleet_info", "gauge", "This replica of the fleet and the store it shares.")
+    w.sample("appliance_fleet_info", 1, {"replica": fleet.replica_id, "store": fleet.store})
+    w.family("appliance_fleet_replicas", "gauge", "Replicas seen in the shared bucket, this one included.")
+    w.sample("appliance_fleet_replicas", len(fleet.replicas))
+    for name, value, help_text in (
+        ("lease_wins", fleet.lease_wins, "Misses this replica filled from upstream as the lease owner."),
+        (
+            "lease_losses",
+            fleet.lease_losses,
+            "Misses another replica owned: streamed from its fill through the internal endpoint.",
+        ),
+        ("lease_takeovers", fleet.lease_takeovers, "Leases taken over from an owner that stopped renewing."),
+        ("l2_hits", fleet.l2_hits, "Blobs served from the shared bucket (L2) and copied to the local disk."),
+        ("follow_bytes", fleet.follow_bytes, "Bytes streamed from other replicas' fills."),
+    ):
+        w.family(f"appliance_fleet_{name}_total", "counter", help_text)
+        w.sample(f"appliance_fleet_{name}_total", value)
+    if fleet.bucket_bytes is not None:
+        # Absent until the janitor's first listing: a 0 would read as an empty bucket.
+        w.family(
+            "appliance_fleet_bucket_bytes", "gauge", "Bytes under the fleet's prefix at the last listing."
+        )
+        w.sample("appliance_fleet_bucket_bytes", fleet.bucket_bytes)
+    w.family("appliance_fleet_bucket_max_bytes", "gauge", "The bucket's cap (FLEET_MAX_SIZE), 0 = unbounded.")
+    w.sample("appliance_fleet_bucket_max_bytes", fleet.bucket_max)
+    w.family("appliance_fleet_janitor", "gauge", "1 while this replica holds the janitor lease, else 0.")
+    w.sample("appliance_fleet_janitor", int(fleet.janitor == fleet.replica_id))

@@ -17,7 +17,18 @@ from types import ModuleType
 if __package__ in (None, ""):  # `bench/run.py` as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import access_pull, auth_pull, cold_pull, distant, firehose, herd, startup, throughput, warm_pull
+from bench import (
+    access_pull,
+    auth_pull,
+    cold_pull,
+    distant,
+    firehose,
+    fleet_pull,
+    herd,
+    startup,
+    throughput,
+    warm_pull,
+)
 from bench.harness import (
     FULL,
     PROFILES,
@@ -43,6 +54,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "distant": distant,
     "auth_pull": auth_pull,
     "access_pull": access_pull,
+    "fleet_pull": fleet_pull,
 }
 
 

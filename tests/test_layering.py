@@ -51,7 +51,9 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "fleet": VOCABULARY | {"config", "cache", "protocol"},
     # protocol/access_input makes the password hashes and tokens that access/ checks.
     "access": VOCABULARY | {"config", "protocol"},
-    "metrics": STORAGE_AND_UPSTREAM,
+    # protocol (a stdlib-only leaf): the fleet's numbers arrive as its FleetStatus record (issue 18),
+    # so metrics need not import the fleet tier to export them.
+    "metrics": STORAGE_AND_UPSTREAM | {"protocol"},
     "registry": STORAGE_AND_UPSTREAM | ACCESS,
     "front": REQUEST_PATH,
     # The engine wires the fleet tier under the cache and its endpoint into the front door.

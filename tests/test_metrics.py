@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from prometheus_client.parser import text_string_to_metric_families
 
+from appliance import protocol as p
 from appliance.cache import CacheUsage, FillProgress, RegistryUsage
 from appliance.events import CacheStatus, Event, RequestKind
 from appliance.metrics import MetricsInput, escape, render
@@ -109,3 +112,46 @@ def test_access_decisions_are_counted_by_result_and_every_result_is_always_prese
         return samples[("appliance_auth_decisions_total", (("result", result),))]
 
     assert [decided(r) for r in ("allowed", "denied", "unauthenticated", "limited")] == [2, 1, 0, 1]
+
+
+def _fleet() -> p.FleetStatus:
+    return p.FleetStatus(
+        store="s3://cache/fleet",
+        replica_id="replica-b",
+        replicas=(p.FleetReplica("replica-a"), p.FleetReplica("replica-b"), p.FleetReplica("replica-c")),
+        lease_wins=12,
+        lease_losses=30,
+        lease_takeovers=1,
+        l2_hits=40,
+        follow_bytes=3_500_000,
+        bucket_bytes=50 << 30,
+        bucket_max=500 << 30,
+        janitor="replica-b",
+    )
+
+
+def test_a_fleet_replica_exports_the_fleet_numbers_status_shows() -> None:
+    samples = _samples(render(replace(_input(Stats()), fleet=_fleet())))
+    assert samples[("appliance_fleet_info", (("replica", "replica-b"), ("store", "s3://cache/fleet")))] == 1
+    assert samples[("appliance_fleet_replicas", ())] == 3
+    assert samples[("appliance_fleet_lease_wins_total", ())] == 12
+    assert samples[("appliance_fleet_lease_losses_total", ())] == 30
+    assert samples[("appliance_fleet_lease_takeovers_total", ())] == 1
+    assert samples[("appliance_fleet_l2_hits_total", ())] == 40
+    assert samples[("appliance_fleet_follow_bytes_total", ())] == 3_500_000
+    assert samples[("appliance_fleet_bucket_bytes", ())] == 50 << 30
+    assert samples[("appliance_fleet_bucket_max_bytes", ())] == 500 << 30
+    assert samples[("appliance_fleet_janitor", ())] == 1
+
+
+def test_a_bucket_not_listed_yet_has_no_size_sample_rather_than_a_zero() -> None:
+    fleet = replace(_fleet(), bucket_bytes=None, janitor="replica-a")
+    samples = _samples(render(replace(_input(Stats()), fleet=fleet)))
+    assert ("appliance_fleet_bucket_bytes", ()) not in samples
+    assert samples[("appliance_fleet_janitor", ())] == 0
+    assert samples[("appliance_fleet_bucket_max_bytes", ())] == 500 << 30
+
+
+def test_a_single_appliance_exports_no_fleet_families() -> None:
+    text = render(_input(Stats()))
+    assert "appliance_fleet_" not in text

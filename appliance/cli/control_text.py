@@ -26,6 +26,9 @@ def format_status(status: p.Status) -> str:
         lines.append(
             f"Docker Hub    {hub.remaining}/{hub.limit if hub.limit is not None else '?'} pulls left"
         )
+    if status.fleet is not None:
+        # The engine's clock at the answer, so ages read the same whatever this machine's clock says.
+        lines.extend(format_fleet(status.fleet, now=status.started + status.uptime))
     lines.append("registries:")
     for registry in status.registries:
         detail = f" - {registry.last_error}" if registry.health is p.RegistryHealth.DEGRADED else ""
@@ -56,6 +59,42 @@ def format_cache_disk(disk: p.CacheDisk) -> str:
     if disk.last_failure and disk.state is not p.CacheDiskState.OK:
         head += f"; last: {disk.last_failure}"
     return head
+
+
+def format_fleet(fleet: p.FleetStatus, *, now: float) -> list[str]:
+    """The fleet block of ``status``: the bucket, the replicas seen, and what the tiers did since start."""
+    count = len(fleet.replicas)
+    lines = [
+        f"fleet         {fleet.store} as {fleet.replica_id}, {count} replica{'s' if count != 1 else ''} seen"
+    ]
+    label = "  replicas    "
+    for replica in sorted(fleet.replicas, key=lambda r: (r.replica_id != fleet.replica_id, r.replica_id)):
+        me = " (this one)" if replica.replica_id == fleet.replica_id else ""
+        url = f" {replica.advertise_url}" if replica.advertise_url else ""
+        lines.append(f"{label}{replica.replica_id}{me}{url}, seen {units_text.ago(replica.last_seen, now)}")
+        label = " " * len(label)
+    lines.append(
+        f"  leases      {fleet.lease_wins} won (filled from upstream), {fleet.lease_losses} lost "
+        f"(followed another replica), {fleet.lease_takeovers} taken over"
+    )
+    lines.append(
+        f"  L2          {fleet.l2_hits} hits from the bucket; "
+        f"{units_text.size(fleet.follow_bytes)} followed from other replicas"
+    )
+    lines.append(f"  bucket      {format_bucket(fleet.bucket_bytes, fleet.bucket_max)}")
+    lines.append(f"  janitor     {fleet.janitor or 'none elected'}")
+    if fleet.last_error:
+        lines.append(f"  last error  {fleet.last_error}")
+    return lines
+
+
+def format_bucket(used: int | None, cap: int) -> str:
+    """``1.5 GiB of 500.0 GiB (0%)``; ``not listed yet`` before the janitor's first listing."""
+    text = "not listed yet" if used is None else units_text.size(used)
+    if cap <= 0:
+        return f"{text}, unbounded"
+    share = "" if used is None else f" ({used / cap:.0%})"
+    return f"{text} of {units_text.size(cap)}{share}"
 
 
 def format_counters(c: p.Counters) -> str:

@@ -91,6 +91,8 @@ class Router:
     # The fleet's internal endpoint (/_fleet/...), when this replica is part of one: it checks its
     # own HMAC and is never subject to client identities or ACLs (fleet/endpoint.py).
     internal: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]] | None = None
+    # The fleet's numbers for /metrics (FleetService.status), read at each scrape; None when fleet is off.
+    fleet_status: metrics.FleetProvider | None = None
 
     # -- the intercept decision ------------------------------------------------------------------
 
@@ -253,6 +255,7 @@ class Router:
             events_dropped=self.events.dropped_total,
             event_subscribers=self.events.subscribers,
             rate_limits=self.upstream.rate_limits(),
+            fleet=self.fleet_status() if self.fleet_status is not None else None,
         )
         return web.Response(text=metrics.render(data), headers={"Content-Type": metrics.CONTENT_TYPE})
 

@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from tests.tui.fake_engine import FakeEngine
+from appliance import protocol as p
+from tests.tui.fake_engine import FakeEngine, load_recording
 from tui.app import DashboardApp
 from tui.screens.access import AccessScreen
 from tui.screens.forms import RegistryForm
@@ -53,6 +54,39 @@ def fake_engine(utc: None) -> Iterator[FakeEngine]:
     # A short directory: Unix socket paths are limited to ~100 bytes.
     with tempfile.TemporaryDirectory(prefix="tui-snap-") as directory:
         engine = FakeEngine(Path(directory) / "control.sock").start()
+        yield engine
+        engine.stop()
+
+
+def _fleet_recording() -> dict[str, Any]:
+    """The recording, as answered by replica ``b`` of three sharing a bucket (issue 18)."""
+    data = load_recording()
+    now = data["status"]["started"] + data["status"]["uptime"]
+    fleet = p.FleetStatus(
+        store="s3://cache/fleet",
+        replica_id="b",
+        replicas=(
+            p.FleetReplica("a", "http://10.0.0.5:3128", now - 4),
+            p.FleetReplica("b", "http://10.0.0.6:3128", now - 1),
+            p.FleetReplica("c", "http://10.0.0.7:3128", now - 12),
+        ),
+        lease_wins=12,
+        lease_losses=30,
+        lease_takeovers=1,
+        l2_hits=40,
+        follow_bytes=350 * 1024 * 1024,
+        bucket_bytes=50 * 1024**3,
+        bucket_max=500 * 1024**3,
+        janitor="a",
+    )
+    data["status"] = {**data["status"], "fleet": fleet.to_json()}
+    return data
+
+
+@pytest.fixture
+def fleet_engine(utc: None) -> Iterator[FakeEngine]:
+    with tempfile.TemporaryDirectory(prefix="tui-snap-") as directory:
+        engine = FakeEngine(Path(directory) / "control.sock", _fleet_recording()).start()
         yield engine
         engine.stop()
 
@@ -112,6 +146,16 @@ def test_dashboard_snapshot(snap_compare: Any, fake_engine: FakeEngine, size: tu
     assert snap_compare(
         _app(fake_engine.socket_path), terminal_size=size, run_before=_until(_dashboard_ready)
     )
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_dashboard_of_a_fleet_replica_snapshot(
+    snap_compare: Any, fleet_engine: FakeEngine, size: tuple[int, int]
+) -> None:
+    def ready(app: DashboardApp) -> bool:
+        return _dashboard_ready(app) and app.state.status is not None
+
+    assert snap_compare(_app(fleet_engine.socket_path), terminal_size=size, run_before=_until(ready))
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

@@ -1,5 +1,5 @@
 """Cache usage: a gauge of used vs cap, hit ratio, bytes saved, throughput sparkline, Docker Hub quota,
-and the per-registry breakdown."""
+the fleet (when the engine is one of several replicas sharing a bucket) and the per-registry breakdown."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, ProgressBar, Sparkline, Static
 
 from appliance import protocol as p
+from appliance.protocol import units_text
 from tui import format as fmt
 from tui.state import holder
 
@@ -34,6 +35,37 @@ def rate_limit_text(limit: p.RateLimit | None) -> Text:
     return text
 
 
+def fleet_text(fleet: p.FleetStatus, now: float) -> Text:
+    """Two lines (three with an error): who we are among how many, then what the shared tier did."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append("Fleet ", style="dim")
+    text.append(fleet.replica_id, style="bold")
+    others = [r for r in fleet.replicas if r.replica_id != fleet.replica_id]
+    text.append(f" + {len(others)} other{'s' if len(others) != 1 else ''}")
+    if others:
+        latest = max(r.last_seen for r in others)
+        text.append(f" (seen {units_text.ago(latest, now)})", style="dim")
+    text.append(" · janitor ", style="dim")
+    text.append(fleet.janitor or "none")
+    text.append("\nL2 ", style="dim")
+    text.append(str(fleet.l2_hits), style="bold green")
+    text.append(" · won ", style="dim")
+    text.append(str(fleet.lease_wins))
+    text.append(" · followed ", style="dim")
+    text.append(f"{fleet.lease_losses} ({fmt.size(fleet.follow_bytes)})")
+    if fleet.lease_takeovers:
+        text.append(" · taken over ", style="dim")
+        text.append(str(fleet.lease_takeovers), style="yellow")
+    text.append(" · bucket ", style="dim")
+    text.append(fmt.size(fleet.bucket_bytes) if fleet.bucket_bytes is not None else "?")
+    if fleet.bucket_max:
+        text.append(f"/{fmt.size(fleet.bucket_max)}")
+    if fleet.last_error:
+        text.append("\nfleet error: ", style="bold red")
+        text.append(fleet.last_error, style="red")
+    return text
+
+
 class CachePanel(Vertical):
     DEFAULT_CSS = """
     CachePanel { height: auto; }
@@ -54,6 +86,7 @@ class CachePanel(Vertical):
             yield Sparkline([0.0], id="throughput")
             yield Static(id="throughput-now")
         yield Static(id="rate-limit")
+        yield Static(id="fleet")
         table: DataTable[Text | str] = DataTable(id="per-registry", cursor_type="none", show_cursor=False)
         yield table
 
@@ -124,3 +157,10 @@ class CachePanel(Vertical):
         status = holder(self).state.status
         limit = status.docker_hub_rate_limit if status is not None else None
         self.query_one("#rate-limit", Static).update(rate_limit_text(limit))
+        line = self.query_one("#fleet", Static)
+        fleet = status.fleet if status is not None else None
+        # Hidden rather than empty for a single appliance: it takes no row at all.
+        line.display = fleet is not None
+        if status is not None and fleet is not None:
+            # The engine's clock at its answer, so ages do not depend on this machine's clock.
+            line.update(fleet_text(fleet, status.started + status.uptime))
