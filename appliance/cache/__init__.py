@@ -14,9 +14,9 @@ Design, in the order a request meets it:
   the temp object goes and every reader gets the IntegrityError/UpstreamError.  A reader reading to
   the end gets its last chunk only after that verdict, so no client ever completes a bad blob.
 * ``BlobStore`` (blobstore.py) holds the bytes behind a small interface (temp object, commit,
-  read at offset, delete, scan); ``FileBlobStore`` (filestore.py) is the filesystem one, and an
-  S3-compatible store with replicas can implement the same interface later, still spooling fills
-  to a local temp file.
+  read at offset, delete, scan); ``FileBlobStore`` (filestore.py) is the filesystem one; the fleet's
+  bucket implements it too (``appliance.fleet.store``), reached through the ``SharedTier`` of
+  tiers.py, which the engine hands in: the cache never imports the fleet.
 * ``CacheIndex`` (index.py) is the metadata: an SQLite file in WAL mode, used from one dedicated
   thread, never loaded whole.  Rows carry a state (pending/ready/deleting) written around every
   rename and unlink, so start-up repairs a crash by looking at those few rows only.

@@ -1,9 +1,11 @@
 """``FleetService``: the fleet tier of one replica, built from ``FleetConfig`` and run by the engine.
 
-``start`` opens the bucket, runs the capability probe (``probe.py``: a store that ignores conditions
-is refused with ``FleetRefused``, and the engine does not start), and puts the tier under the blob
-cache (``BlobCache.tier``).  ``handle`` serves ``/_fleet/...`` on the proxy port (the router passes
-those requests here before any client identity or ACL).  ``status`` is this replica's ``FleetStatus``.
+``start`` opens the bucket, runs the capability probe (``probe.py``: a store that ignores conditions is
+refused with ``FleetRefused``, and the engine does not start), and puts the tier under the blob cache
+(``BlobCache.tier``). ``handle`` serves ``/_fleet/...`` on the proxy port (the router passes those
+requests here before any client identity or ACL). ``status`` is this replica's ``FleetStatus``; the other
+replicas in it are those whose access report (``reports/<replica_id>.json``) the bucket holds, seen when
+it was last written.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from appliance.fleet.janitor import Janitor
 from appliance.fleet.janitor_plan import Policy
 from appliance.fleet.leases import Leases
 from appliance.fleet.probe import ProbeResult, probe
+from appliance.fleet.reports import REPORTS_FOLDER
 from appliance.fleet.tier import FleetTier
 from appliance.protocol.status import FleetReplica, FleetStatus
 from appliance.tasks import OwnedTasks
@@ -56,6 +59,8 @@ class FleetService:
             self.bucket, self.leases, Policy.for_fleet(self.fleet.max_size, self.fleet.lease_ttl), clock=clock
         )
         self._loops = OwnedTasks()
+        # The other replicas, as the bucket's access reports show them (refreshed with this one's).
+        self._peers: tuple[FleetReplica, ...] = ()
         self.probed: ProbeResult | None = None
         self.started = False
 
@@ -81,8 +86,22 @@ class FleetService:
 
     async def _report_loop(self) -> None:
         while True:
+            await self._list_peers()
             await asyncio.sleep(REPORT_INTERVAL)
             await self._flush_report()
+
+    async def _list_peers(self) -> None:
+        """Note the replicas that wrote an access report: the fleet as the bucket has seen it."""
+        peers = []
+        try:
+            async for info in self.bucket.list(REPORTS_FOLDER):
+                replica = info.name.removeprefix(REPORTS_FOLDER).removesuffix(".json")
+                if replica and replica != self.fleet.replica_id:
+                    peers.append(FleetReplica(replica, "", info.modified))
+        except BucketError as exc:
+            log.info("fleet: listing the replicas' reports failed (retried): %s", exc)
+            return
+        self._peers = tuple(sorted(peers, key=lambda peer: peer.replica_id))
 
     async def _flush_report(self) -> None:
         try:
@@ -115,7 +134,10 @@ class FleetService:
         return FleetStatus(
             store=self.fleet.store,
             replica_id=self.fleet.replica_id,
-            replicas=(FleetReplica(self.fleet.replica_id, self.fleet.advertise_url, time.time()),),
+            replicas=(
+                FleetReplica(self.fleet.replica_id, self.fleet.advertise_url, time.time()),
+                *self._peers,
+            ),
             lease_wins=counters.lease_wins,
             lease_losses=counters.lease_losses,
             lease_takeovers=counters.lease_takeovers,

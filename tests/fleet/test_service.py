@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -39,6 +41,32 @@ async def test_a_started_service_sits_under_the_cache_and_reports_its_store(
     finally:
         await service.close()
     assert cache.tier is None
+
+
+async def test_status_lists_the_replicas_whose_access_reports_the_bucket_holds(
+    tmp_path: Path, cache: BlobCache, s3_server: SeaweedS3
+) -> None:
+    other_cache = BlobCache.on_disk(tmp_path / "b", CacheConfig(max_size=1 << 30, min_free_disk=0))
+    await other_cache.start()
+    prefix = "t-" + secrets.token_hex(4)  # both replicas on one prefix: one fleet
+    other = FleetService(s3_server.fleet_config(prefix, replica_id="replica-b"), other_cache)
+    await other.start()
+    other.tier.report.touch("sha256:" + "ab" * 32)
+    await other.close()  # writes replica-b's report
+    await other_cache.close()
+
+    service = FleetService(s3_server.fleet_config(prefix), cache)
+    await service.start()
+    try:
+        for _ in range(100):
+            if len(service.status().replicas) == 2:
+                break
+            await asyncio.sleep(0.05)
+        replicas = service.status().replicas
+        assert [r.replica_id for r in replicas] == ["replica-a", "replica-b"]
+        assert replicas[1].last_seen > 0
+    finally:
+        await service.close()
 
 
 def test_an_engine_without_a_fleet_does_not_load_the_s3_client() -> None:
