@@ -177,8 +177,8 @@ class TagRecords:
             current = await self.read(*at, accept_class)
             if current is not None and (before is None or current.etag != before.etag):
                 return current
-            if holder is None:
-                return None
+            if holder is None or (holder.record is not None and holder.record.expired(self.clock())):
+                return None  # released with nothing shared, or its holder stopped renewing (gone)
         return None
 
     async def _ask(self, at: tuple[str, str, str], accept_class: str, fetch: FetchTag) -> TagRecord:

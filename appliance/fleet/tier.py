@@ -105,7 +105,7 @@ class FleetTier(SharedTier):
         # What this replica served lately, for the janitor's fleet-wide LRU (reports.py).
         self.report = AccessReport(fleet.replica_id, clock=clock)
         # Tag revalidations, one upstream HEAD per stale tag for the fleet (tags.py).
-        self.tags = TagRecords(bucket, leases, wait_limit=max(10.0, fleet.lease_ttl), clock=clock)
+        self.tags = TagRecords(bucket, leases, clock=clock)
 
     async def start(self) -> None:
         # Its own pool: peers are other replicas, never the upstream, and never through a proxy.

@@ -80,7 +80,8 @@ async def test_waiters_ask_themselves_as_soon_as_the_holder_gives_up_with_nothin
     assert {r.digest for r in results if isinstance(r, TagRecord)} == {digest}
     # Not the 10 s wait bound: the released lease with no new record sent them upstream at once.
     assert elapsed < 5.0, elapsed
-    assert len(asked) == 3  # the holder, then each waiter on its own
+    # The holder, then a waiter on its own (the other may find that one's record written already).
+    assert 2 <= len(asked) <= 3, asked
     for r in replicas:
         await r.leases.close()
 
