@@ -430,11 +430,11 @@ def test_the_internal_endpoint_is_reached_past_client_authentication_by_its_hmac
 TAG_TTL = 2.0
 
 
-def get_manifest(replica: Appliance, path: str, accept: str) -> tuple[int, str, str]:
-    """(status, sha256 of the body, Docker-Content-Digest) of a plain-HTTP manifest GET."""
+def get_manifest(replica: Appliance, path: str, accept: str, method: str = "GET") -> tuple[int, str, str]:
+    """(status, sha256 of the body, Docker-Content-Digest) of a plain-HTTP manifest GET (or HEAD)."""
     connection = http.client.HTTPConnection("127.0.0.1", replica.port, timeout=30)
     try:
-        connection.request("GET", path, headers={"Accept": accept})
+        connection.request(method, path, headers={"Accept": accept})
         answer = connection.getresponse()
         body = answer.read()
         return answer.status, sha256(body), answer.headers.get("Docker-Content-Digest", "")
@@ -456,13 +456,13 @@ def test_a_stale_tag_pulled_through_three_replicas_at_once_is_checked_upstream_o
         path = f"/v2/{image.repository}/manifests/latest?ns={fleet.registry.name_port}"
         by_tag = f"/v2/{image.repository}/manifests/latest"
 
-        def pull_at_once() -> list[tuple[int, str, str]]:
+        def pull_at_once(method: str = "GET") -> list[tuple[int, str, str]]:
             barrier = threading.Barrier(len(fleet.replicas))
             results: dict[str, tuple[int, str, str]] = {}
 
             def client(replica: Appliance) -> None:
                 barrier.wait()
-                results[replica.workdir.name] = get_manifest(replica, path, image.media_type)
+                results[replica.workdir.name] = get_manifest(replica, path, image.media_type, method)
 
             threads = [threading.Thread(target=client, args=(r,)) for r in fleet.replicas]
             for thread in threads:
@@ -480,6 +480,12 @@ def test_a_stale_tag_pulled_through_three_replicas_at_once_is_checked_upstream_o
         fleet.registry.clear_requests()
         served = pull_at_once()
         assert served == [(200, image.manifest_digest, image.manifest_digest)] * 3, served
+        assert asked_by_tag() == ["HEAD"], fleet.registry.requests()
+        # Clients that only HEAD the tag (as docker pull does first): the same single check.
+        time.sleep(TAG_TTL + 0.5)
+        fleet.registry.clear_requests()
+        served = pull_at_once("HEAD")
+        assert served == [(200, sha256(b""), image.manifest_digest)] * 3, served
         assert asked_by_tag() == ["HEAD"], fleet.registry.requests()
 
         # The tag moves upstream: once stale again, every replica serves the new manifest, the
