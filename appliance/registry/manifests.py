@@ -129,12 +129,12 @@ class ManifestService:
                 if check is None and shared is not None:
                     # Another replica asked the upstream for the fleet: its record names the digest.
                     return await self._from_fleet(request, registry, call, accepted, klass, stored, shared)
+                if check is None:  # a tier that answered nothing without asking: ask here, never guess
+                    await _quietly(ask)
         except UpstreamError as exc:
             heard, why = Answer.UNREACHABLE, exc.message
         else:
-            if check is None:  # the tier failed before asking: ask here (never a guess)
-                await _quietly(ask)
-            assert check is not None
+            assert check is not None  # set by ``ask`` on every path without an UpstreamError
             current = check.headers.get("Docker-Content-Digest") == record.digest
             heard = tag_policy.answer_of(check.status, current=current)
             why = f"upstream answered {check.status}"
