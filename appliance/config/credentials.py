@@ -93,17 +93,7 @@ def resolve_secret(
             )
         return Secret(value)
     if store is SecretStore.FILE:
-        path = Path(reference or "")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-            raise SecretUnavailable(where, f"cannot read password_file {str(path)!r}: {reason}") from None
-        # Secret files are usually written with a final newline that is not part of the secret.
-        text = text.removesuffix("\n").removesuffix("\r")
-        if not text:
-            raise SecretUnavailable(where, f"password_file {str(path)!r} is empty")
-        return Secret(text)
+        return read_secret_file(Path(reference or ""), where, "password_file ")
     if store is SecretStore.ENV:
         value = environ.get(reference or "")
         if not value:
@@ -182,3 +172,17 @@ def describe_store(credential: Credential) -> str:
     if credential.store is SecretStore.SEED_ENV:
         return "AUTH_REGISTRIES"
     return "config file"
+
+
+def read_secret_file(path: Path, where: str, label: str = "") -> Secret:
+    """The secret a file holds (``label`` names the key in messages, e.g. ``"password_file "``)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise SecretUnavailable(where, f"cannot read {label}{str(path)!r}: {reason}") from None
+    # Secret files are usually written with a final newline that is not part of the secret.
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        raise SecretUnavailable(where, f"{label}{str(path)!r} is empty")
+    return Secret(text)

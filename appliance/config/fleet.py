@@ -74,21 +74,20 @@ def parse_endpoint(value: str, where: str) -> str:
     text = value.strip()
     if not text:
         return ""
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(where, f"invalid endpoint {text!r}: expected http(s)://host[:port]")
-    if parts.username or parts.password or parts.query or parts.fragment or parts.path not in ("", "/"):
-        raise ConfigError(where, f"invalid endpoint {text!r}: no credentials, path, query or fragment")
-    return text.rstrip("/")
+    return _origin_url(text, where, "endpoint", "http(s)://host[:port]")
 
 
 def parse_advertise_url(value: str, where: str) -> str:
-    text = value.strip()
+    return _origin_url(value.strip(), where, "advertise_url", "http(s)://host:port")
+
+
+def _origin_url(text: str, where: str, key: str, shape: str) -> str:
+    """An http(s) origin with nothing after it: the S3 endpoint, or where peers reach a replica."""
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(where, f"invalid advertise_url {text!r}: expected http(s)://host:port")
+        raise ConfigError(where, f"invalid {key} {text!r}: expected {shape}")
     if parts.username or parts.password or parts.query or parts.fragment or parts.path not in ("", "/"):
-        raise ConfigError(where, f"invalid advertise_url {text!r}: no credentials, path, query or fragment")
+        raise ConfigError(where, f"invalid {key} {text!r}: no credentials, path, query or fragment")
     return text.rstrip("/")
 
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from appliance.config.credentials import KEYRING_SERVICE, keyring_user, resolve_secret
+from appliance.config.credentials import KEYRING_SERVICE, keyring_user, read_secret_file, resolve_secret
 from appliance.config.fleet import (
     FleetConfig,
     SecretSource,
@@ -116,7 +115,7 @@ def fleet_from_table(
         values["token_file"] = None
     if "token_file" in data:
         path = reader.path(data, "token_file", prefix)
-        values["token"] = _read_secret_file(path, reader.at(prefix + "token_file"))
+        values["token"] = read_secret_file(path, reader.at(prefix + "token_file"))
         values["token_file"] = str(path)
     return replace(base, **values)
 
@@ -247,19 +246,6 @@ def _secret_text(value: object, where: str) -> str:
     return value
 
 
-def _read_secret_file(path: Path, where: str) -> Secret:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise SecretUnavailable(where, f"cannot read {str(path)!r}: {reason}") from None
-    # Secret files are usually written with a final newline that is not part of the secret.
-    text = text.removesuffix("\n").removesuffix("\r")
-    if not text:
-        raise SecretUnavailable(where, f"{str(path)!r} is empty")
-    return Secret(text)
-
-
 def _secret_key(
     reader: TableReader, data: Mapping[str, Any], key: str, environ: Mapping[str, str]
 ) -> dict[str, Any]:
@@ -286,7 +272,7 @@ def _secret_key(
     if key == "secret_access_key_file":
         path = reader.path(data, key, "fleet.")
         return {
-            "secret_access_key": _read_secret_file(path, at),
+            "secret_access_key": read_secret_file(path, at),
             "secret_source": SecretSource.FILE,
             "secret_reference": str(path),
         }
