@@ -21,6 +21,10 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_LEASE_TTL = 30.0
 # A lease is renewed every TTL/3; below a few seconds a GC pause or a slow PUT loses it.
 MIN_LEASE_TTL = 3.0
+# How often every replica asks for ``janitor.lease`` and, when it holds it, runs the janitor.
+DEFAULT_JANITOR_INTERVAL = 60.0
+# Each run lists the whole prefix: more often than every second buys nothing and costs LISTs.
+MIN_JANITOR_INTERVAL = 1.0
 # S3's own bucket naming rule (3-63 chars of lower-case letters, digits, dots and hyphens).
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 # Replica ids name report objects (``reports/<id>.json``) and lease owners: nothing that climbs out.
@@ -102,6 +106,14 @@ def parse_lease_ttl(seconds: float, where: str) -> float:
     return seconds
 
 
+def parse_janitor_interval(seconds: float, where: str) -> float:
+    if seconds < MIN_JANITOR_INTERVAL:
+        raise ConfigError(
+            where, f"janitor_interval must be at least {MIN_JANITOR_INTERVAL:g}s (got {seconds:g}s)"
+        )
+    return seconds
+
+
 @dataclass(frozen=True, slots=True)
 class FleetConfig:
     """The fleet settings (``[fleet]``); ``store == ""`` means fleet mode is off."""
@@ -120,6 +132,7 @@ class FleetConfig:
     token_file: str | None = None  # where the token was read from, if a file (not secret)
     max_size: int = 0  # bytes the bucket may hold; 0 = unbounded
     lease_ttl: float = DEFAULT_LEASE_TTL
+    janitor_interval: float = DEFAULT_JANITOR_INTERVAL  # seconds between janitor runs
 
     @property
     def enabled(self) -> bool:

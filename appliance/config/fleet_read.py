@@ -21,6 +21,7 @@ from appliance.config.fleet import (
     SecretSource,
     parse_advertise_url,
     parse_endpoint,
+    parse_janitor_interval,
     parse_lease_ttl,
     parse_replica_id,
     parse_store,
@@ -44,6 +45,7 @@ FLEET_KEYS = (
     "token_file",
     "max_size",
     "lease_ttl",
+    "janitor_interval",
 )
 # Every variable read here (a later name in a pair wins only when the first is unset).
 FLEET_VARS = (
@@ -57,6 +59,7 @@ FLEET_VARS = (
     "FLEET_TOKEN",
     "FLEET_MAX_SIZE",
     "FLEET_LEASE_TTL",
+    "FLEET_JANITOR_INTERVAL",
 )
 # The AWS SDKs' own names, honoured when the FLEET_ ones are not set (a container's usual secret).
 AWS_FALLBACKS = {
@@ -93,6 +96,10 @@ def fleet_from_table(
         at = reader.at(prefix + "lease_ttl")
         seconds = parse_time(reader.number_or_str(data, "lease_ttl", prefix), at)
         values["lease_ttl"] = parse_lease_ttl(seconds, at)
+    if "janitor_interval" in data:
+        at = reader.at(prefix + "janitor_interval")
+        seconds = parse_time(reader.number_or_str(data, "janitor_interval", prefix), at)
+        values["janitor_interval"] = parse_janitor_interval(seconds, at)
     given = [key for key in SECRET_KEYS if key in data and data[key] is not False]
     if len(given) > 1:
         raise ConfigError(
@@ -143,6 +150,10 @@ def fleet_from_env(base: FleetConfig, environ: Mapping[str, str]) -> FleetConfig
         values["max_size"] = parse_size(raw, "FLEET_MAX_SIZE")
     if raw := get("FLEET_LEASE_TTL"):
         values["lease_ttl"] = parse_lease_ttl(parse_time(raw, "FLEET_LEASE_TTL"), "FLEET_LEASE_TTL")
+    if raw := get("FLEET_JANITOR_INTERVAL"):
+        values["janitor_interval"] = parse_janitor_interval(
+            parse_time(raw, "FLEET_JANITOR_INTERVAL"), "FLEET_JANITOR_INTERVAL"
+        )
     return replace(base, **values) if values else base
 
 
@@ -173,6 +184,8 @@ def fleet_env_pairs(fleet: FleetConfig) -> list[tuple[str, str]]:
         pairs.append(("FLEET_MAX_SIZE", format_size(fleet.max_size)))
     if fleet.lease_ttl != defaults.lease_ttl:
         pairs.append(("FLEET_LEASE_TTL", format_time(fleet.lease_ttl)))
+    if fleet.janitor_interval != defaults.janitor_interval:
+        pairs.append(("FLEET_JANITOR_INTERVAL", format_time(fleet.janitor_interval)))
     return pairs
 
 
@@ -200,6 +213,8 @@ def fleet_table(fleet: FleetConfig) -> dict[str, Any]:
         table["max_size"] = format_size(fleet.max_size)
     if fleet.lease_ttl != defaults.lease_ttl:
         table["lease_ttl"] = format_time(fleet.lease_ttl)
+    if fleet.janitor_interval != defaults.janitor_interval:
+        table["janitor_interval"] = format_time(fleet.janitor_interval)
     return table
 
 

@@ -34,10 +34,10 @@ from appliance.tasks import OwnedTasks
 log = logging.getLogger(__name__)
 
 CLOSE_GRACE = 10.0
-# How often this replica writes its access report, and how often the janitor (if it is this one)
-# runs: a report a little older than a run costs nothing (``Policy.recent`` is ten minutes).
+# How often this replica writes its access report; the janitor runs every ``fleet.janitor_interval``
+# (a minute by default): a report a little older than a run costs nothing (``Policy.recent`` is ten
+# minutes).
 REPORT_INTERVAL = 30.0
-JANITOR_INTERVAL = 60.0
 
 
 class FleetService:
@@ -75,7 +75,7 @@ class FleetService:
             raise
         self.blobs.tier = self.tier
         self._loops.spawn(self._report_loop(), name="fleet-reports")
-        self._loops.spawn(self.janitor.run(JANITOR_INTERVAL), name="fleet-janitor")
+        self._loops.spawn(self.janitor.run(self.fleet.janitor_interval), name="fleet-janitor")
         self.started = True
         log.info(
             "fleet: replica %s shares %s (checks passed: %s)",

@@ -34,6 +34,7 @@ advertise_url = "http://10.0.0.5:3128"
 token = "{TOKEN}"
 max_size = "500g"
 lease_ttl = "12s"
+janitor_interval = "2m"
 """
 
 
@@ -54,7 +55,7 @@ def test_every_fleet_key_is_read_from_the_file(tmp_path: Path) -> None:
     assert fleet.secret_access_key.reveal() == SECRET and fleet.secret_source is SecretSource.TOML
     assert (fleet.replica_id, fleet.advertise_url) == ("node-a", "http://10.0.0.5:3128")
     assert fleet.token.reveal() == TOKEN
-    assert (fleet.max_size, fleet.lease_ttl) == (500 * 1024**3, 12.0)
+    assert (fleet.max_size, fleet.lease_ttl, fleet.janitor_interval) == (500 * 1024**3, 12.0, 120.0)
 
 
 def test_secrets_never_show_in_the_repr(tmp_path: Path) -> None:
@@ -70,11 +71,13 @@ def test_variables_override_the_file_and_aws_names_are_honoured(tmp_path: Path) 
         "AWS_ACCESS_KEY_ID": "AKIA2",
         "AWS_SECRET_ACCESS_KEY": "aws-secret",
         "FLEET_LEASE_TTL": "9s",
+        "FLEET_JANITOR_INTERVAL": "5s",
     }
     text = FULL.replace('access_key_id = "AKIA1"\n', "").replace(f'secret_access_key = "{SECRET}"\n', "")
     fleet = load(tmp_path, text, environ)
     assert fleet.location.bucket == "other" and fleet.location.prefix == ""
     assert (fleet.replica_id, fleet.token.reveal(), fleet.lease_ttl) == ("node-b", "from-env", 9.0)
+    assert fleet.janitor_interval == 5.0
     assert (fleet.access_key_id, fleet.secret_access_key.reveal()) == ("AKIA2", "aws-secret")
     # FLEET_ names win over the AWS ones.
     fleet = load(tmp_path, text, {**environ, "FLEET_ACCESS_KEY_ID": "AKIA3", "FLEET_SECRET_ACCESS_KEY": "x"})
@@ -107,6 +110,7 @@ def test_secrets_come_from_files_and_named_variables(tmp_path: Path) -> None:
         (('advertise_url = "http://10.0.0.5:3128"', 'advertise_url = "10.0.0.5"'), "advertise_url", "http"),
         (('access_key_id = "AKIA1"', ""), "fleet.access_key_id", "or neither"),
         (('lease_ttl = "12s"', 'lease_ttl = "1s"'), "lease_ttl", "at least"),
+        (('janitor_interval = "2m"', 'janitor_interval = "500ms"'), "janitor_interval", "at least"),
         (('replica_id = "node-a"', 'replica_id = "../x"'), "replica_id", "invalid replica_id"),
         (('endpoint = "http://127.0.0.1:8333"', 'endpoint = "http://u:p@h/"'), "endpoint", "no credentials"),
         (('region = "eu-west-1"', 'regoin = "x"'), "fleet.regoin", "did you mean 'region'"),
@@ -171,6 +175,7 @@ def test_import_env_renders_a_fleet_table_that_loads_back_and_is_private(tmp_pat
         "FLEET_ADVERTISE_URL": "http://10.0.0.5:3128",
         "FLEET_TOKEN": TOKEN,
         "FLEET_LEASE_TTL": "10s",
+        "FLEET_JANITOR_INTERVAL": "5s",
     }
     config = load_config(environ=environ).config
     document = render_config(config, default_config(HOME))

@@ -159,6 +159,7 @@ def test_every_variable_read_is_written_back_by_export_env() -> None:
         "FLEET_TOKEN": "token",
         "FLEET_MAX_SIZE": "500g",
         "FLEET_LEASE_TTL": "10s",
+        "FLEET_JANITOR_INTERVAL": "5s",
     }
     for key in KEYS:
         if key.env:

@@ -35,7 +35,7 @@ from tests.fixtures.images import ImagePusher
 from tests.fixtures.pki import TestPKI
 from tests.fixtures.registry import UpstreamRegistry
 from tests.fixtures.s3_strip_proxy import StripProxy
-from tests.fixtures.seaweedfs import TOKEN, SeaweedS3, bucket_keys
+from tests.fixtures.seaweedfs import TOKEN, SeaweedS3, bucket_keys, pending_uploads
 from tests.fixtures.slow_relay import SlowRelay, slow_relay
 
 pytestmark = pytest.mark.e2e
@@ -88,9 +88,14 @@ def sha256(data: bytes) -> str:
 
 
 def fleet_toml(
-    s3: SeaweedS3, prefix: str, port: int, replica_id: str, endpoint: str | None = None
+    s3: SeaweedS3,
+    prefix: str,
+    port: int,
+    replica_id: str,
+    endpoint: str | None = None,
+    janitor_interval: str | None = None,
 ) -> dict[str, object]:
-    return {
+    table: dict[str, object] = {
         "store": f"s3://{s3.bucket}/{prefix}",
         "endpoint": endpoint or s3.endpoint,
         "access_key_id": s3.access_key,
@@ -100,6 +105,9 @@ def fleet_toml(
         "token": TOKEN,
         "lease_ttl": LEASE_TTL,
     }
+    if janitor_interval is not None:
+        table["janitor_interval"] = janitor_interval
+    return table
 
 
 def make_replica(
@@ -110,13 +118,14 @@ def make_replica(
     s3: SeaweedS3,
     prefix: str,
     name: str,
+    janitor_interval: str | None = None,
 ) -> Appliance:
     spec = UpstreamSpec(registry.name_port, upstream_address)
     replica = Appliance(workdir / name, [spec], upstream_ca=pki.ca_file)
     replica.extra_toml = {
         # Exact accounting: only the clients' own requests reach the upstream.
         "cache": {"pull_ahead": 0},
-        "fleet": fleet_toml(s3, prefix, replica.port, name),
+        "fleet": fleet_toml(s3, prefix, replica.port, name, janitor_interval=janitor_interval),
     }
     replica.write_config()
     return replica
@@ -129,10 +138,14 @@ def running_fleet(
     registry: UpstreamRegistry,
     s3: SeaweedS3,
     extra_toml: dict[str, object] | None = None,
+    janitor_interval: str | None = None,
 ) -> Iterator[Fleet]:
     prefix = "e2e-" + secrets.token_hex(4)
     with slow_relay(("127.0.0.1", registry.port)) as relay:
-        replicas = [make_replica(tmp_path, pki, registry, relay.address, s3, prefix, name) for name in "abc"]
+        replicas = [
+            make_replica(tmp_path, pki, registry, relay.address, s3, prefix, name, janitor_interval)
+            for name in "abc"
+        ]
         for replica in replicas:
             replica.extra_toml = {**replica.extra_toml, **(extra_toml or {})}
             replica.write_config()
@@ -149,10 +162,21 @@ def running_fleet(
 
 
 @pytest.fixture
+def janitor_interval() -> str | None:
+    """``[fleet] janitor_interval`` of every replica (None: the default minute); a test that watches
+    the janitor act overrides it with ``@pytest.mark.parametrize("janitor_interval", [...])``."""
+    return None
+
+
+@pytest.fixture
 def fleet(
-    tmp_path: Path, pki: TestPKI, open_registry: UpstreamRegistry, s3_server: SeaweedS3
+    tmp_path: Path,
+    pki: TestPKI,
+    open_registry: UpstreamRegistry,
+    s3_server: SeaweedS3,
+    janitor_interval: str | None,
 ) -> Iterator[Fleet]:
-    with running_fleet(tmp_path, pki, open_registry, s3_server) as running:
+    with running_fleet(tmp_path, pki, open_registry, s3_server, janitor_interval=janitor_interval) as running:
         yield running
 
 
@@ -258,6 +282,9 @@ def test_fifty_clients_on_three_replicas_get_five_cold_blobs_each_fetched_upstre
     assert max(spreads.values()) < 1.0, spreads
 
 
+# Every replica's janitor loop runs each second (the product's own loop, only more often), so the run
+# after the orphan age (4 lease TTLs) comes within the test's patience.
+@pytest.mark.parametrize("janitor_interval", ["1s"])
 def test_when_the_owner_is_killed_mid_fill_the_others_take_over_and_finish_with_the_right_bytes(
     fleet: Fleet, push_test_image: ImagePusher
 ) -> None:
@@ -266,6 +293,7 @@ def test_when_the_owner_is_killed_mid_fill_the_others_take_over_and_finish_with_
     path = fleet.blob_path(image.repository, digest)
     parsed = parse_digest(digest)
     lease_key = f"{fleet.prefix}/leases/blob/{parsed.algorithm}/{parsed.hex}.json"
+    blob_key = f"{fleet.prefix}/{object_name(Kind.BLOB, parsed)}"
     fleet.registry.clear_requests()
     fleet.relay.rate = 2_000_000  # ~8 s for the blob: the owner dies in the middle
     a, b, c = fleet.replicas
@@ -289,7 +317,14 @@ def test_when_the_owner_is_killed_mid_fill_the_others_take_over_and_finish_with_
     followers = [threading.Thread(target=client, args=(r,)) for r in (b, c)]
     for thread in followers:
         thread.start()
-    time.sleep(2.0)  # both follow a's fill by now, a few MB in
+    followed = time.monotonic() + 2.0  # both follow a's fill by then
+    # a's multipart upload begins with its first full part (8 MiB, ~4 s in): a dies with it open,
+    # the leftover only the janitor can remove.
+    deadline = time.monotonic() + 15
+    while blob_key not in pending_uploads(fleet.s3, blob_key):
+        assert time.monotonic() < deadline, "replica a never began its upload"
+        time.sleep(0.05)
+    time.sleep(max(0.0, followed - time.monotonic()))
     a.kill()
     for thread in followers:
         thread.join(90)
@@ -300,14 +335,23 @@ def test_when_the_owner_is_killed_mid_fill_the_others_take_over_and_finish_with_
     # The one who took over published the verified blob; nothing partial or wrong is in the bucket.
     fleet.wait_published([digest])
     assert fleet.bucket_blobs() == {digest: sizes["b"]}
-    body = fleet.s3.client().get_object(
-        Bucket=fleet.s3.bucket, Key=f"{fleet.prefix}/{object_name(Kind.BLOB, parsed)}"
-    )
+    body = fleet.s3.client().get_object(Bucket=fleet.s3.bucket, Key=blob_key)
     assert sha256(body["Body"].read()) == digest
-    deadline = time.monotonic() + 10
-    while bucket_keys(fleet.s3, f"{fleet.prefix}/leases/"):
-        assert time.monotonic() < deadline, bucket_keys(fleet.s3, f"{fleet.prefix}/leases/")
-        time.sleep(0.1)
+    # The janitor (a survivor's loop; b or c takes janitor.lease over if a held it) aborts a's upload
+    # once it is 4 lease TTLs old, and no lease is left: bounded by that age, the janitor lease's
+    # takeover and a few runs.
+    deadline = time.monotonic() + 40
+
+    def leftovers() -> tuple[dict[str, int], list[str]]:
+        return bucket_keys(fleet.s3, f"{fleet.prefix}/leases/"), pending_uploads(fleet.s3, fleet.prefix + "/")
+
+    while any(leftovers()):
+        assert time.monotonic() < deadline, leftovers()
+        time.sleep(0.2)
+    # The published blob was left intact: only the upload was aborted.
+    assert fleet.bucket_blobs() == {digest: sizes["b"]}
+    body = fleet.s3.client().get_object(Bucket=fleet.s3.bucket, Key=blob_key)
+    assert sha256(body["Body"].read()) == digest
 
 
 @pytest.fixture

@@ -51,7 +51,13 @@ async def test_twenty_thousand_events_in_a_second_are_drawn_in_a_few_bounded_red
             app.link_events(_batch(burst * 500, 500))
             if burst % 8 == 0:
                 await pilot.pause(0)
-        await pilot.pause(0.4)
+        newest = f"sha256:{19_999:064x}"
+        # The last redraw is throttled: under a loaded machine it may come a little after the burst.
+        await wait_for(
+            pilot,
+            lambda: bool(table.shown_records()) and table.shown_records()[0].reference == newest,
+            "the newest event drawn on top",
+        )
         elapsed = time.monotonic() - started
         assert app.feed.received == 20_000
         assert len(app.feed) <= app.feed.capacity
@@ -59,7 +65,7 @@ async def test_twenty_thousand_events_in_a_second_are_drawn_in_a_few_bounded_red
         assert redraws <= 2 + elapsed / 0.1, (redraws, elapsed)  # batched: at most one per 100 ms
         assert elapsed < 5.0
         # The newest event is on top.
-        assert table.shown_records()[0].reference == f"sha256:{19_999:064x}"
+        assert table.shown_records()[0].reference == newest
 
         # Paused: nothing is redrawn, the title counts what waits; resuming shows it.
         await pilot.press("space")
