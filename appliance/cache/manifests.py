@@ -22,6 +22,7 @@ from appliance.cache.blobstore import MANIFEST_MAX, BlobKey, Kind
 from appliance.cache.index import CacheIndex
 from appliance.cache.index_records import TagRecord
 from appliance.cache.links import referenced_digests
+from appliance.cache.tiers import SharedTier
 from appliance.cache.verify import sniff_media_type
 from appliance.errors import IntegrityError
 
@@ -56,6 +57,11 @@ class ManifestCache:
     @property
     def index(self) -> CacheIndex:
         return self._index
+
+    @property
+    def tier(self) -> SharedTier | None:
+        """The shared tier under the cache (the fleet's), or None: tag checks go through it too."""
+        return self._blobs.tier
 
     async def is_linked(self, registry: str, repository: str, digest: str, credential: str = "") -> bool:
         return await self._index.is_linked(registry, repository, digest, credential)

@@ -22,6 +22,10 @@ from appliance.digests import Digest
 # Asks the upstream whether the repository may have the blob (a HEAD), raising its answer if not.
 Confirm = Callable[[], Awaitable[None]]
 
+# Asks the upstream for a tag (a HEAD): (digest, media type), raising when its answer is not one to
+# share with other replicas (an error status, no answer): the caller then decides from its own.
+CheckTag = Callable[[], Awaitable[tuple[str, str]]]
+
 
 class SharedTier(abc.ABC):
     """Where a fill of this replica gets its bytes when a shared tier sits below the disk cache."""
@@ -45,6 +49,25 @@ class SharedTier(abc.ABC):
     @abc.abstractmethod
     def publish_manifest(self, digest: Digest, media_type: str, body: bytes) -> None:
         """Share a manifest body the upstream sent (in the background; failures only logged)."""
+
+    async def refresh_tag(
+        self,
+        registry: str,
+        repository: str,
+        tag: str,
+        accept_class: str,
+        check: CheckTag,
+        *,
+        fresh_for: float,
+    ) -> str:
+        """The digest the upstream names for ``tag`` (for clients of ``accept_class``) now.
+
+        At most ``fresh_for`` seconds old; a shared tier may answer with what another replica's
+        ``check`` heard, so that replicas whose tag went stale together ask the upstream once.
+        Whatever ``check`` raises reaches the caller.  Without sharing: ``check`` itself.
+        """
+        digest, _ = await check()
+        return digest
 
     def accessed(self, digest: Digest) -> None:  # noqa: B027 - optional hook, empty by design
         """This replica served ``digest`` from its own disk (the fleet's LRU counts L1 hits too)."""

@@ -1,6 +1,7 @@
 """Tag records shared by the fleet, and tag refreshes that spend the upstream's budget once.
 
-A tag record ``tags/<registry>/<repo>/<tag>.json`` holds ``{digest, media_type, fetched_at}``; it is
+A tag record ``tags/<registry>/<repo>/<tag>.json`` (``<tag>@<class>.json`` for a client Accept class:
+the upstream names a different digest per class) holds ``{digest, media_type, fetched_at}``; it is
 written by ETag compare-and-swap (create with ``If-None-Match: *``, overwrite with ``If-Match``), so
 of two replicas writing the same tag from a stale read, one is refused (``TagConflict``) and re-reads.
 
@@ -8,7 +9,8 @@ of two replicas writing the same tag from a stale read, one is refused (``TagCon
 it takes the tag's lease ``leases/tag/<hash>.json``; the replicas that find the lease held wait
 (polling, bounded by ``wait_limit``) for the record to change instead of going upstream.  N replicas
 whose tag went stale together make one upstream request.  A waiter whose bound passes (the holder
-is slow or gone) asks the upstream itself: slower, never stuck.
+is slow or gone) asks the upstream itself: slower, never stuck; so does one that sees the lease released
+with the record unchanged (the holder's answer was not one to share: an error status, no answer).
 """
 
 from __future__ import annotations
@@ -54,13 +56,23 @@ class TagRecord:
             raise ValueError(f"not a tag record: {type(exc).__name__}") from None
 
 
-def tag_name(registry: str, repository: str, tag: str) -> str:
-    return f"tags/{registry}/{repository}/{tag}.json"
+def _class_part(accept_class: str) -> str:
+    # An Accept class is a list of media types ("/", ",", "+"): hashed into one name-safe word.
+    if not accept_class:
+        return ""
+    if accept_class == "default":
+        return "@default"
+    return "@" + hashlib.sha256(accept_class.encode()).hexdigest()[:16]
 
 
-def tag_lease(registry: str, repository: str, tag: str) -> str:
+def tag_name(registry: str, repository: str, tag: str, accept_class: str = "") -> str:
+    return f"tags/{registry}/{repository}/{tag}{_class_part(accept_class)}.json"
+
+
+def tag_lease(registry: str, repository: str, tag: str, accept_class: str = "") -> str:
     # Hashed: a lease key is one path segment per part and tags may hold characters leases refuse.
-    key = hashlib.sha256(f"{registry}/{repository}:{tag}".encode()).hexdigest()[:40]
+    named = f"{registry}/{repository}:{tag}{_class_part(accept_class)}"
+    key = hashlib.sha256(named.encode()).hexdigest()[:40]
     return lease_name("tag", key)
 
 
@@ -84,8 +96,10 @@ class TagRecords:
         self.upstream_asks = 0  # refreshes this replica sent upstream
         self.coalesced = 0  # refreshes answered by another replica's
 
-    async def read(self, registry: str, repository: str, tag: str) -> TagRecord | None:
-        name = tag_name(registry, repository, tag)
+    async def read(
+        self, registry: str, repository: str, tag: str, accept_class: str = ""
+    ) -> TagRecord | None:
+        name = tag_name(registry, repository, tag, accept_class)
         info = await self.bucket.head(name)
         if info is None:
             return None
@@ -96,9 +110,11 @@ class TagRecords:
             log.warning("fleet: %s is not a tag record; ignored", name)
             return None
 
-    async def write(self, registry: str, repository: str, tag: str, record: TagRecord) -> TagRecord:
+    async def write(
+        self, registry: str, repository: str, tag: str, record: TagRecord, accept_class: str = ""
+    ) -> TagRecord:
         """Store ``record`` if the object is still at ``record.etag`` ("" = absent), else ``TagConflict``."""
-        name = tag_name(registry, repository, tag)
+        name = tag_name(registry, repository, tag, accept_class)
         try:
             if record.etag:
                 etag = await self.bucket.replace(
@@ -111,53 +127,71 @@ class TagRecords:
         return replace(record, etag=etag)
 
     async def refresh(
-        self, registry: str, repository: str, tag: str, fetch: FetchTag, *, fresh_for: float
+        self,
+        registry: str,
+        repository: str,
+        tag: str,
+        fetch: FetchTag,
+        *,
+        fresh_for: float,
+        accept_class: str = "",
     ) -> TagRecord:
-        """The tag's record, at most ``fresh_for`` seconds old, asking the upstream once for the fleet."""
-        before = await self.read(registry, repository, tag)
+        """The tag's record, at most ``fresh_for`` seconds old, asking the upstream once for the fleet.
+
+        ``fetch`` raising (an answer not to share) leaves the record as it was; the exception is the
+        caller's, and the replicas waiting on this one see the lease released and ask themselves.
+        """
+        at = (registry, repository, tag)
+        before = await self.read(*at, accept_class)
         if before is not None and self.clock() - before.fetched_at < fresh_for:
             self.coalesced += 1
             return before
-        async with self.leases.hold(tag_lease(registry, repository, tag)) as got:
+        lease = tag_lease(*at, accept_class)
+        async with self.leases.hold(lease) as got:
             if isinstance(got, Holder):
-                waited = await self._wait(registry, repository, tag, before)
+                waited = await self._wait(at, accept_class, lease, before)
                 if waited is not None:
                     self.coalesced += 1
                     return waited
                 log.info(
                     "fleet: %s/%s:%s not refreshed by its lease holder in time", registry, repository, tag
                 )
-                return await self._ask(registry, repository, tag, fetch)
+                return await self._ask(at, accept_class, fetch)
             # Ours: the holder before us may have refreshed it between our read and our lease.
-            current = await self.read(registry, repository, tag)
+            current = await self.read(*at, accept_class)
             changed = current is not None and (before is None or current.etag != before.etag)
             if current is not None and (changed or self.clock() - current.fetched_at < fresh_for):
                 self.coalesced += 1
                 return current
-            return await self._ask(registry, repository, tag, fetch)
+            return await self._ask(at, accept_class, fetch)
 
     async def _wait(
-        self, registry: str, repository: str, tag: str, before: TagRecord | None
+        self, at: tuple[str, str, str], accept_class: str, lease: str, before: TagRecord | None
     ) -> TagRecord | None:
         deadline = time.monotonic() + self.wait_limit
         while time.monotonic() < deadline:
             await asyncio.sleep(self.poll)
-            current = await self.read(registry, repository, tag)
+            # The lease first: a holder writes the record before it releases, so a lease seen gone
+            # and then an unchanged record mean it had nothing to share (not a write still to come).
+            holder = await self.leases.read(lease)
+            current = await self.read(*at, accept_class)
             if current is not None and (before is None or current.etag != before.etag):
                 return current
+            if holder is None or (holder.record is not None and holder.record.expired(self.clock())):
+                return None  # released with nothing shared, or its holder stopped renewing (gone)
         return None
 
-    async def _ask(self, registry: str, repository: str, tag: str, fetch: FetchTag) -> TagRecord:
+    async def _ask(self, at: tuple[str, str, str], accept_class: str, fetch: FetchTag) -> TagRecord:
         self.upstream_asks += 1
         digest, media_type = await fetch()
         record = TagRecord(digest, media_type, self.clock())
         for _ in range(3):
-            current = await self.read(registry, repository, tag)
+            current = await self.read(*at, accept_class)
             if current is not None and current.fetched_at >= record.fetched_at:
                 return current  # a newer answer landed meanwhile: keep it
             try:
                 return await self.write(
-                    registry, repository, tag, replace(record, etag="" if current is None else current.etag)
+                    *at, replace(record, etag="" if current is None else current.etag), accept_class
                 )
             except TagConflict:
                 continue

@@ -40,7 +40,7 @@ from appliance.cache.blobs import BlobCache
 from appliance.cache.blobstore import MANIFEST_MAX, READ_CHUNK, BlobKey, Kind
 from appliance.cache.fill import BlobSource, FetchBlob, FillMode
 from appliance.cache.readers import BlobReader, FollowReader
-from appliance.cache.tiers import Confirm, SharedTier
+from appliance.cache.tiers import CheckTag, Confirm, SharedTier
 from appliance.config.fleet import FleetConfig
 from appliance.digests import Digest
 from appliance.errors import ApplianceError, UpstreamError
@@ -51,6 +51,7 @@ from appliance.fleet.endpoint import AUTH_HEADER, FILLS, SIZE_HEADER, sign
 from appliance.fleet.leases import Holder, Lease, Leases, lease_name
 from appliance.fleet.reports import AccessReport
 from appliance.fleet.store import S3BlobStore, S3TempBlob, object_name
+from appliance.fleet.tags import TagRecords
 from appliance.tasks import OwnedTasks
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,8 @@ class FleetTier(SharedTier):
         self._owned: collections.OrderedDict[Digest, BlobKey] = collections.OrderedDict()
         # What this replica served lately, for the janitor's fleet-wide LRU (reports.py).
         self.report = AccessReport(fleet.replica_id, clock=clock)
+        # Tag revalidations, one upstream HEAD per stale tag for the fleet (tags.py).
+        self.tags = TagRecords(bucket, leases, clock=clock)
 
     async def start(self) -> None:
         # Its own pool: peers are other replicas, never the upstream, and never through a proxy.
@@ -127,6 +130,35 @@ class FleetTier(SharedTier):
 
     def accessed(self, digest: Digest) -> None:
         self.report.touch(str(digest))
+
+    async def refresh_tag(
+        self,
+        registry: str,
+        repository: str,
+        tag: str,
+        accept_class: str,
+        check: CheckTag,
+        *,
+        fresh_for: float,
+    ) -> str:
+        heard: list[tuple[str, str]] = []
+
+        async def once() -> tuple[str, str]:
+            # The upstream is asked at most once per request, whatever the bucket does after.
+            if not heard:
+                heard.append(await check())
+            return heard[0]
+
+        try:
+            record = await self.tags.refresh(
+                registry, repository, tag, once, fresh_for=fresh_for, accept_class=accept_class
+            )
+        except BucketError as exc:
+            # The bucket cannot coordinate: this replica asks (or has asked) on its own.
+            log.warning("fleet: tag record %s/%s:%s: %s", registry, repository, tag, exc)
+            digest, _ = await once()
+            return digest
+        return heard[0][0] if heard else record.digest
 
     def source(self, key: BlobKey, repository: str, fetch: FetchBlob, confirm: Confirm | None) -> FetchBlob:
         if key.kind is not Kind.BLOB:

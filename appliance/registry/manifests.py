@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -32,6 +33,8 @@ from appliance.registry.tag_policy import Answer, Asked, Decision
 from appliance.upstream.response import UpstreamResponse
 
 log = logging.getLogger("appliance.registry")
+
+_T = TypeVar("_T")
 
 
 class ManifestService:
@@ -88,19 +91,17 @@ class ManifestService:
             if tag_policy.decide(cached=False, head=head) is Decision.RELAY:
                 return await self._gate.relay(request, registry, call)
             return await self._fetch(registry, call, accepted, klass)
-        step = tag_policy.decide(
-            cached=True,
-            head=head,
-            age=time.time() - record.fetched_at,
-            ttl=tag_policy.ttl_for(registry, self.config().manifest_cache, route.reference),
-        )
+        ttl = tag_policy.ttl_for(registry, self.config().manifest_cache, route.reference)
+        step = tag_policy.decide(cached=True, head=head, age=time.time() - record.fetched_at, ttl=ttl)
         if step is Decision.SERVE_CACHED and await self._vouched(call, stored.digest):
             return self._reply(call, stored, head, Served(CacheStatus.HIT))
         # Not within its TTL, or a tag another client's own credential fetched (linked for that
         # credential only): the upstream is asked, with this client's credentials.
         check: UpstreamResponse | None = None  # the revalidation's answer, None when there was none
-        try:
-            answered = await self._gate.request(
+
+        async def ask() -> tuple[str, str]:
+            nonlocal check
+            check = await self._gate.request(
                 registry,
                 "HEAD",
                 f"/v2/{route.repository}/manifests/{route.reference}",
@@ -108,11 +109,32 @@ class ManifestService:
                 repository=route.repository,
                 client_authorization=call.authorization,
             )
+            await check.release()
+            digest = check.headers.get("Docker-Content-Digest", "")
+            if check.status != 200 or not digest.startswith("sha256:"):
+                raise _NotShared  # this request's own answer: tag_policy decides below
+            return digest, check.headers.get("Content-Type", "")
+
+        tier = self.manifests.tier
+        try:
+            if tier is None or call.credential:
+                # A passed-through credential's answer is that client's alone: never shared.
+                await _quietly(ask)
+            else:
+                shared = await _quietly(
+                    lambda: tier.refresh_tag(
+                        registry.host, route.repository, route.reference, klass, ask, fresh_for=ttl
+                    )
+                )
+                if check is None and shared is not None:
+                    # Another replica asked the upstream for the fleet: its record names the digest.
+                    return await self._from_fleet(request, registry, call, accepted, klass, stored, shared)
+                if check is None:  # a tier that answered nothing without asking: ask here, never guess
+                    await _quietly(ask)
         except UpstreamError as exc:
             heard, why = Answer.UNREACHABLE, exc.message
         else:
-            check = answered
-            await check.release()
+            assert check is not None  # set by ``ask`` on every path without an UpstreamError
             current = check.headers.get("Docker-Content-Digest") == record.digest
             heard = tag_policy.answer_of(check.status, current=current)
             why = f"upstream answered {check.status}"
@@ -133,6 +155,33 @@ class ManifestService:
         # GET: the tag moved, or the upstream refused; its GET answer is stored or relayed as is.
         return await self._fetch(registry, call, accepted, klass, check.status)
 
+    async def _from_fleet(
+        self,
+        request: web.BaseRequest,
+        registry: RegistryConfig,
+        call: Call,
+        accepted: tuple[str, ...],
+        klass: str,
+        stored: StoredManifest,
+        digest: str,
+    ) -> Reply:
+        """Serve a tag by the digest another replica heard from the upstream for it (and this class)."""
+        route = call.route
+        head = request.method == "HEAD"
+        if digest == stored.digest:
+            await self.manifests.touch_tag(registry.host, route.repository, route.reference, klass)
+            return self._reply(call, stored, head, Served(CacheStatus.REVALIDATED))
+        # The tag moved: its new manifest by digest, from this disk, the bucket, or the upstream.
+        moved = await self.manifests.get_by_digest(registry.host, digest)
+        if moved is None or not oci.accepts(accepted, moved.media_type):
+            if head:
+                return await self._gate.relay(request, registry, call)
+            return await self._fetch(registry, call, accepted, klass, reference=digest)
+        await self.manifests.put(
+            registry.host, route.repository, digest, moved.media_type, moved.body, route.reference, klass
+        )
+        return self._reply(call, moved, head, Served(CacheStatus.HIT))
+
     async def _fetch(
         self,
         registry: RegistryConfig,
@@ -140,14 +189,22 @@ class ManifestService:
         accepted: tuple[str, ...],
         klass: str | None,
         checked: int | None = None,
+        *,
+        reference: str | None = None,
     ) -> Reply:
-        """GET the manifest upstream, verify and store it (``checked``: the revalidation's status)."""
+        """GET the manifest upstream, verify and store it (``checked``: the revalidation's status).
+
+        ``reference``: a digest to GET in place of the request's tag (the one the fleet's tag
+        record names); it is stored as the tag's manifest all the same.
+        """
         route = call.route
+        reference = reference or route.reference
+        by_digest = reference != route.reference or route.is_digest
         try:
             answer = await self._gate.request(
                 registry,
                 "GET",
-                f"/v2/{route.repository}/manifests/{route.reference}",
+                f"/v2/{route.repository}/manifests/{reference}",
                 headers=_accept_headers(accepted),
                 repository=route.repository,
                 client_authorization=call.authorization,
@@ -183,16 +240,16 @@ class ManifestService:
         finally:
             await answer.release()
         media_type = oci.manifest_media_type(body, answer.headers.get("Content-Type"))
-        algorithm = parse_digest(route.reference).algorithm if route.is_digest else Algorithm.SHA256
+        algorithm = parse_digest(reference).algorithm if by_digest else Algorithm.SHA256
         digest = str(digest_of(body, algorithm))
-        if route.is_digest and digest != route.reference:
+        if by_digest and digest != reference:
             raise IntegrityError(
                 registry.host,
-                f"manifest {route.reference} arrived with digest {digest}",
+                f"manifest {reference} arrived with digest {digest}",
                 status=answer.status,
             )
         announced = answer.headers.get("Docker-Content-Digest")
-        if announced and announced.startswith("sha256:") and not route.is_digest and announced != digest:
+        if announced and announced.startswith("sha256:") and not by_digest and announced != digest:
             raise IntegrityError(
                 registry.host,
                 f"manifest digest header {announced} does not match body {digest}",
@@ -239,6 +296,18 @@ class ManifestService:
         return self._reply(
             call, stored, head, Served(CacheStatus.STALE, upstream_status=upstream_status, message=message)
         )
+
+
+class _NotShared(Exception):
+    """The upstream's answer to a tag check is not a digest to share with other replicas."""
+
+
+async def _quietly(ask: Callable[[], Awaitable[_T]]) -> _T | None:
+    """``ask()``, or None when it raised ``_NotShared`` (its answer is in the caller's hands)."""
+    try:
+        return await ask()
+    except _NotShared:
+        return None
 
 
 def _accept_headers(accepted: tuple[str, ...]) -> dict[str, str]:

@@ -10,6 +10,7 @@ clients (``/v2/<repo>/blobs/<digest>?ns=<registry>``), each request to one chose
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import http.client
 import secrets
@@ -130,6 +131,36 @@ def make_replica(
     return replica
 
 
+@contextlib.contextmanager
+def running_fleet(
+    tmp_path: Path,
+    pki: TestPKI,
+    registry: UpstreamRegistry,
+    s3: SeaweedS3,
+    extra_toml: dict[str, object] | None = None,
+    janitor_interval: str | None = None,
+) -> Iterator[Fleet]:
+    prefix = "e2e-" + secrets.token_hex(4)
+    with slow_relay(("127.0.0.1", registry.port)) as relay:
+        replicas = [
+            make_replica(tmp_path, pki, registry, relay.address, s3, prefix, name, janitor_interval)
+            for name in "abc"
+        ]
+        for replica in replicas:
+            replica.extra_toml = {**replica.extra_toml, **(extra_toml or {})}
+            replica.write_config()
+        try:
+            for replica in replicas:
+                replica.start()
+            yield Fleet(replicas, prefix, relay, registry, s3)
+        finally:
+            for replica in replicas:
+                replica.stop()
+    for replica in replicas:
+        if replica.process is not None and replica.process.returncode != -signal.SIGKILL:
+            replica.assert_clean_log()
+
+
 @pytest.fixture
 def janitor_interval() -> str | None:
     """``[fleet] janitor_interval`` of every replica (None: the default minute); a test that watches
@@ -145,24 +176,8 @@ def fleet(
     s3_server: SeaweedS3,
     janitor_interval: str | None,
 ) -> Iterator[Fleet]:
-    prefix = "e2e-" + secrets.token_hex(4)
-    with slow_relay(("127.0.0.1", open_registry.port)) as relay:
-        replicas = [
-            make_replica(
-                tmp_path, pki, open_registry, relay.address, s3_server, prefix, name, janitor_interval
-            )
-            for name in "abc"
-        ]
-        try:
-            for replica in replicas:
-                replica.start()
-            yield Fleet(replicas, prefix, relay, open_registry, s3_server)
-        finally:
-            for replica in replicas:
-                replica.stop()
-    for replica in replicas:
-        if replica.process is not None and replica.process.returncode != -signal.SIGKILL:
-            replica.assert_clean_log()
+    with running_fleet(tmp_path, pki, open_registry, s3_server, janitor_interval=janitor_interval) as running:
+        yield running
 
 
 def test_a_blob_fetched_through_one_replica_is_served_by_the_others_with_no_upstream_request(
@@ -454,3 +469,80 @@ def test_the_internal_endpoint_is_reached_past_client_authentication_by_its_hmac
         # endpoint itself (404: this replica fills no such blob), no client identity asked.
         assert get(target, {}) == 403
         assert get(target, {AUTH_HEADER: sign(Secret(TOKEN), "b", "GET", target, time.time())}) == 404
+
+
+TAG_TTL = 2.0
+
+
+def get_manifest(replica: Appliance, path: str, accept: str, method: str = "GET") -> tuple[int, str, str]:
+    """(status, sha256 of the body, Docker-Content-Digest) of a plain-HTTP manifest GET (or HEAD)."""
+    connection = http.client.HTTPConnection("127.0.0.1", replica.port, timeout=30)
+    try:
+        connection.request(method, path, headers={"Accept": accept})
+        answer = connection.getresponse()
+        body = answer.read()
+        return answer.status, sha256(body), answer.headers.get("Docker-Content-Digest", "")
+    finally:
+        connection.close()
+
+
+def test_a_stale_tag_pulled_through_three_replicas_at_once_is_checked_upstream_once_for_the_fleet(
+    tmp_path: Path,
+    pki: TestPKI,
+    open_registry: UpstreamRegistry,
+    s3_server: SeaweedS3,
+    push_test_image: ImagePusher,
+) -> None:
+    # Every tag lives TAG_TTL seconds: then each replica would send its own HEAD by tag.
+    short = {"manifest_cache": {"enabled": True, "default_ttl": f"{TAG_TTL:g}s", "tiers": []}}
+    with running_fleet(tmp_path, pki, open_registry, s3_server, short) as fleet:
+        image = push_test_image(fleet.registry, layer_sizes=(1000,))
+        path = f"/v2/{image.repository}/manifests/latest?ns={fleet.registry.name_port}"
+        by_tag = f"/v2/{image.repository}/manifests/latest"
+
+        def pull_at_once(method: str = "GET") -> list[tuple[int, str, str]]:
+            barrier = threading.Barrier(len(fleet.replicas))
+            results: dict[str, tuple[int, str, str]] = {}
+
+            def client(replica: Appliance) -> None:
+                barrier.wait()
+                results[replica.workdir.name] = get_manifest(replica, path, image.media_type, method)
+
+            threads = [threading.Thread(target=client, args=(r,)) for r in fleet.replicas]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            return [results[r.workdir.name] for r in fleet.replicas]
+
+        def asked_by_tag() -> list[str]:
+            return [r.method for r in fleet.registry.requests() if r.path == by_tag]
+
+        for replica in fleet.replicas:  # the tag cached on every replica
+            assert get_manifest(replica, path, image.media_type)[:2] == (200, image.manifest_digest)
+        time.sleep(TAG_TTL + 0.5)
+        fleet.registry.clear_requests()
+        served = pull_at_once()
+        assert served == [(200, image.manifest_digest, image.manifest_digest)] * 3, served
+        assert asked_by_tag() == ["HEAD"], fleet.registry.requests()
+        # Clients that only HEAD the tag (as docker pull does first): the same single check.
+        time.sleep(TAG_TTL + 0.5)
+        fleet.registry.clear_requests()
+        served = pull_at_once("HEAD")
+        assert served == [(200, sha256(b""), image.manifest_digest)] * 3, served
+        assert asked_by_tag() == ["HEAD"], fleet.registry.requests()
+
+        # The tag moves upstream: once stale again, every replica serves the new manifest, the
+        # upstream still asked by tag by one replica only (its HEAD, and its GET of the new one).
+        moved = push_test_image(fleet.registry, image.repository, layer_sizes=(1500,), seed=7)
+        assert moved.manifest_digest != image.manifest_digest
+        time.sleep(TAG_TTL + 0.5)
+        fleet.registry.clear_requests()
+        served = pull_at_once()
+        assert served == [(200, moved.manifest_digest, moved.manifest_digest)] * 3, served
+        assert sorted(asked_by_tag()) in (["HEAD"], ["GET", "HEAD"]), fleet.registry.requests()
+        # And fresh: nobody asks anything.
+        fleet.registry.clear_requests()
+        for replica in fleet.replicas:
+            assert get_manifest(replica, path, image.media_type)[:2] == (200, moved.manifest_digest)
+        assert [r for r in fleet.registry.requests() if r.is_manifest] == []

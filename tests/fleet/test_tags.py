@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -44,6 +45,45 @@ def test_names() -> None:
     assert tag_name(REGISTRY, REPO, TAG) == "tags/registry.test/library/alpine/3.19.json"
     assert tag_lease(REGISTRY, REPO, TAG).startswith("leases/tag/")
     assert tag_lease(REGISTRY, REPO, TAG) != tag_lease(REGISTRY, REPO, "3.20")
+
+
+def test_an_accept_class_has_its_own_record_and_lease() -> None:
+    oci = "application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json"
+    assert tag_name(REGISTRY, REPO, TAG, "default") == "tags/registry.test/library/alpine/3.19@default.json"
+    named = tag_name(REGISTRY, REPO, TAG, oci)
+    assert named.startswith("tags/registry.test/library/alpine/3.19@") and named.count("/") == 4
+    assert len({tag_name(REGISTRY, REPO, TAG, k) for k in ("", "default", oci)}) == 3
+    assert len({tag_lease(REGISTRY, REPO, TAG, k) for k in ("", "default", oci)}) == 3
+
+
+async def test_waiters_ask_themselves_as_soon_as_the_holder_gives_up_with_nothing_to_share(
+    bucket: Bucket,
+) -> None:
+    digest = "sha256:" + "4" * 64
+    asked: list[str] = []
+
+    async def fetch() -> tuple[str, str]:
+        asked.append("ask")
+        if len(asked) == 1:  # the lease holder's upstream answers with an error
+            await asyncio.sleep(0.5)
+            raise RuntimeError("upstream answered 503")
+        return digest, "m"
+
+    replicas = [replica(bucket, f"w{i}") for i in range(3)]
+    started = time.monotonic()
+    results = await asyncio.gather(
+        *(r.refresh(REGISTRY, REPO, "gives-up", fetch, fresh_for=0.0) for r in replicas),
+        return_exceptions=True,
+    )
+    elapsed = time.monotonic() - started
+    assert sum(isinstance(r, RuntimeError) for r in results) == 1, results
+    assert {r.digest for r in results if isinstance(r, TagRecord)} == {digest}
+    # Not the 10 s wait bound: the released lease with no new record sent them upstream at once.
+    assert elapsed < 5.0, elapsed
+    # The holder, then a waiter on its own (the other may find that one's record written already).
+    assert 2 <= len(asked) <= 3, asked
+    for r in replicas:
+        await r.leases.close()
 
 
 async def test_a_write_from_a_stale_read_is_refused(bucket: Bucket) -> None:

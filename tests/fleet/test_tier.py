@@ -151,3 +151,54 @@ async def test_with_the_bucket_gone_a_replica_still_serves_from_the_upstream(
     finally:
         await service.close()
         await cache.close()
+
+
+async def test_tag_checks_at_once_on_three_replicas_ask_the_upstream_once_per_accept_class(
+    replicas: Make,
+) -> None:
+    made = [await replicas(name) for name in "abc"]
+    named = {"default": "sha256:" + "d" * 64, "oci": "sha256:" + "0" * 64}
+    asked: list[str] = []
+
+    def check_for(klass: str) -> Callable[[], Awaitable[tuple[str, str]]]:
+        async def check() -> tuple[str, str]:
+            asked.append(klass)
+            await asyncio.sleep(0.3)  # the others arrive while the lease holder asks
+            return named[klass], "application/vnd.oci.image.manifest.v1+json"
+
+        return check
+
+    tiers = [replica.service.tier for replica in made]
+    answers = await asyncio.gather(
+        *(
+            tier.refresh_tag(REG, REPO, "latest", klass, check_for(klass), fresh_for=0.0)
+            for tier in tiers
+            for klass in named
+        )
+    )
+    assert sorted(asked) == ["default", "oci"]
+    assert answers == [named["default"], named["oci"]] * 3
+
+
+async def test_with_the_bucket_gone_a_tag_check_asks_the_upstream_itself(
+    tmp_path: Path, s3_server: SeaweedS3
+) -> None:
+    proxy = StripProxy(s3_server, [])
+    await proxy.start()
+    cache = BlobCache.on_disk(tmp_path / "a", CacheConfig(max_size=1 << 34, min_free_disk=0))
+    await cache.start()
+    service = FleetService(s3_server.fleet_config(endpoint=proxy.endpoint), cache)
+    await service.start()
+    asked: list[str] = []
+
+    async def check() -> tuple[str, str]:
+        asked.append("HEAD")
+        return "sha256:" + "e" * 64, "application/vnd.oci.image.manifest.v1+json"
+
+    try:
+        await proxy.close()
+        digest = await service.tier.refresh_tag(REG, REPO, "latest", "default", check, fresh_for=60.0)
+        assert (digest, asked) == ("sha256:" + "e" * 64, ["HEAD"])
+    finally:
+        await service.close()
+        await cache.close()
