@@ -14,6 +14,8 @@ import cycle can form (tests/test_layering.py holds the table and checks every i
 * ``registry``: the registry API it serves; ``metrics`` and ``accesslog`` render what it did;
 * ``access``: client identities and access decisions (network floor, passwords, tokens, ACL rules),
   plain objects the front door and the registry layer call;
+* ``fleet``: replicas sharing one S3-compatible bucket, a tier the engine puts under the cache (which
+  never imports it);
 * ``cache`` and ``upstream``: the stores and the upstream client, siblings that never import each other;
 * ``config`` (on the basics only) and the shared vocabulary: ``oci`` (routes, media types), ``events``
   (request events and their bus), ``stats`` (counters over the events);
