@@ -20,29 +20,16 @@ import pytest
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse the manifests (pip install pyyaml)")
 
+from tests.deploy.manifests import documents, kubernetes_objects  # noqa: E402 (after the skip: it needs PyYAML)
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy/kubernetes"
 SYSTEMD_UNIT = ROOT / "deploy/systemd/registry-appliance.service"
 APPLIANCE_UID = 10001
 
 
-def _documents(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-
-
-def _k8s() -> dict[tuple[str, str], dict[str, Any]]:
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in sorted(K8S.glob("*.yaml")):
-        if path.name == "kustomization.yaml":
-            continue
-        for doc in _documents(path):
-            assert {"apiVersion", "kind", "metadata"} <= doc.keys(), path
-            found[(doc["kind"], doc["metadata"]["name"])] = doc
-    return found
-
-
 def _container() -> dict[str, Any]:
-    deployment = _k8s()[("Deployment", "registry-appliance")]
+    deployment = kubernetes_objects(K8S)[("Deployment", "registry-appliance")]
     containers = deployment["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
     container: dict[str, Any] = containers[0]
@@ -50,7 +37,7 @@ def _container() -> dict[str, Any]:
 
 
 def test_kustomization_lists_every_manifest_and_builds_the_ca_secret_from_files() -> None:
-    kustomization = _documents(K8S / "kustomization.yaml")[0]
+    kustomization = documents(K8S / "kustomization.yaml")[0]
     on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
     assert set(kustomization["resources"]) == on_disk
     (generator,) = kustomization["secretGenerator"]
@@ -59,7 +46,7 @@ def test_kustomization_lists_every_manifest_and_builds_the_ca_secret_from_files(
 
 
 def test_deployment_probes_root_on_the_proxy_port_and_runs_one_non_root_replica() -> None:
-    deployment = _k8s()[("Deployment", "registry-appliance")]
+    deployment = kubernetes_objects(K8S)[("Deployment", "registry-appliance")]
     spec = deployment["spec"]
     assert spec["replicas"] == 1
     assert spec["strategy"]["type"] == "Recreate"  # a ReadWriteOnce cache: never two pods on it
@@ -77,7 +64,7 @@ def test_deployment_probes_root_on_the_proxy_port_and_runs_one_non_root_replica(
 
 
 def test_deployment_mounts_the_pvc_on_the_seed_volumes_and_the_ca_secret_read_only() -> None:
-    objects = _k8s()
+    objects = kubernetes_objects(K8S)
     pod = objects[("Deployment", "registry-appliance")]["spec"]["template"]["spec"]
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     mounts = {mount["mountPath"]: mount for mount in _container()["volumeMounts"]}
@@ -98,7 +85,7 @@ def test_deployment_mounts_the_pvc_on_the_seed_volumes_and_the_ca_secret_read_on
 
 
 def test_credentials_come_from_a_secret_in_the_seed_format_with_json_safe_delimiters() -> None:
-    objects = _k8s()
+    objects = kubernetes_objects(K8S)
     sources = _container()["envFrom"]
     secret_name = next(s["secretRef"]["name"] for s in sources if "secretRef" in s)
     secret = objects[("Secret", secret_name)]
@@ -112,7 +99,7 @@ def test_credentials_come_from_a_secret_in_the_seed_format_with_json_safe_delimi
 
 
 def test_service_exposes_3128_to_the_deployment_pods() -> None:
-    objects = _k8s()
+    objects = kubernetes_objects(K8S)
     service = objects[("Service", "registry-appliance")]
     pod_labels = objects[("Deployment", "registry-appliance")]["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
@@ -122,7 +109,7 @@ def test_service_exposes_3128_to_the_deployment_pods() -> None:
 
 
 def test_containerd_hosts_files_mirror_each_registry_through_the_appliance_for_pull_and_resolve() -> None:
-    files = _k8s()[("ConfigMap", "containerd-hosts")]["data"]
+    files = kubernetes_objects(K8S)[("ConfigMap", "containerd-hosts")]["data"]
     registries = {key.removesuffix("_hosts.toml"): tomllib.loads(text) for key, text in files.items()}
     assert {"docker.io", "registry.k8s.io", "gcr.io", "quay.io", "ghcr.io"} <= registries.keys()
     assert registries["docker.io"]["server"] == "https://registry-1.docker.io"
@@ -134,7 +121,7 @@ def test_containerd_hosts_files_mirror_each_registry_through_the_appliance_for_p
 
 
 def test_compose_keeps_the_seed_port_volumes_and_variables() -> None:
-    compose = _documents(ROOT / "docker-compose.yml")[0]
+    compose = documents(ROOT / "docker-compose.yml")[0]
     service = compose["services"]["registry-appliance"]
     assert service["ports"] == ["3128:3128"]
     targets = {volume.split(":")[1] for volume in service["volumes"]}

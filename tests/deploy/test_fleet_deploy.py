@@ -22,6 +22,8 @@ from appliance.config.seed_env import ALL_VARS
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse the manifests (pip install pyyaml)")
 
+from tests.deploy.manifests import documents, kubernetes_objects  # noqa: E402 (after the skip: it needs PyYAML)
+
 ROOT = Path(__file__).resolve().parents[2]
 FLEET = ROOT / "deploy/kubernetes/fleet"
 COMPOSE = ROOT / "docker-compose.fleet.yml"
@@ -29,23 +31,8 @@ COMPOSE = ROOT / "docker-compose.fleet.yml"
 POD_FIELDS = {"POD_NAME": "registry-appliance-1", "POD_IP": "10.42.0.17"}
 
 
-def _documents(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-
-
-def _objects() -> dict[tuple[str, str], dict[str, Any]]:
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in sorted(FLEET.glob("*.yaml")):
-        if path.name == "kustomization.yaml":
-            continue
-        for doc in _documents(path):
-            assert {"apiVersion", "kind", "metadata"} <= doc.keys(), path
-            found[(doc["kind"], doc["metadata"]["name"])] = doc
-    return found
-
-
 def _statefulset() -> dict[str, Any]:
-    return _objects()[("StatefulSet", "registry-appliance")]
+    return kubernetes_objects(FLEET)[("StatefulSet", "registry-appliance")]
 
 
 def _container() -> dict[str, Any]:
@@ -61,7 +48,7 @@ def _expand(value: str, env: dict[str, str]) -> str:
 
 def _pod_environment() -> dict[str, str]:
     """The environment one pod's container gets: the Secret's variables, then ``env`` in order."""
-    objects = _objects()
+    objects = kubernetes_objects(FLEET)
     env: dict[str, str] = {}
     for source in _container()["envFrom"]:
         secret = objects[("Secret", source["secretRef"]["name"])]
@@ -87,7 +74,7 @@ def _load(tmp_path: Path, config_toml: str | None, env: dict[str, str]) -> Confi
 
 
 def test_kustomization_lists_every_manifest_and_gives_all_replicas_one_ca() -> None:
-    kustomization = _documents(FLEET / "kustomization.yaml")[0]
+    kustomization = documents(FLEET / "kustomization.yaml")[0]
     on_disk = {p.name for p in FLEET.glob("*.yaml")} - {"kustomization.yaml"}
     assert set(kustomization["resources"]) == on_disk
     (generator,) = kustomization["secretGenerator"]
@@ -119,7 +106,7 @@ def test_a_statefulset_runs_three_replicas_each_with_its_own_disk() -> None:
 
 
 def test_services_expose_3128_to_clients_and_govern_the_replicas_names() -> None:
-    objects = _objects()
+    objects = kubernetes_objects(FLEET)
     statefulset = _statefulset()
     labels = statefulset["spec"]["template"]["metadata"]["labels"]
     service = objects[("Service", "registry-appliance")]
@@ -140,7 +127,7 @@ def test_every_variable_the_pod_gets_is_one_the_engine_reads() -> None:
 def test_the_config_map_and_the_pod_environment_make_a_fleet_replica_named_after_its_pod(
     tmp_path: Path,
 ) -> None:
-    objects = _objects()
+    objects = kubernetes_objects(FLEET)
     mount = next(m for m in _container()["volumeMounts"] if m["mountPath"].endswith("config.toml"))
     assert mount["mountPath"] == "/etc/registry-appliance/config.toml"  # over the image's own file
     volume = next(
@@ -173,7 +160,7 @@ def test_the_config_map_and_the_pod_environment_make_a_fleet_replica_named_after
 
 
 def _compose() -> dict[str, Any]:
-    document = _documents(COMPOSE)[0]
+    document = documents(COMPOSE)[0]
     assert isinstance(document, dict)
     return document
 
