@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,15 +108,19 @@ async def _purge(config: Config, cache: BlobCache, args: argparse.Namespace) -> 
 
 def _cache_command(action: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        config = _config(args)
-        try:
-            return asyncio.run(_offline(config, action, args))
-        except ApplianceError as exc:
-            if isinstance(exc, ConfigError):
-                raise
-            raise ConfigError("cache", str(exc)) from None
+        return _run_cache(_offline(_config(args), action, args))
 
     return run
+
+
+def _run_cache(work: Coroutine[Any, Any, int]) -> int:
+    """Run a cache command; an engine error becomes a one-line ``cache: ...`` message (exit 2)."""
+    try:
+        return asyncio.run(work)
+    except ApplianceError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError("cache", str(exc)) from None
 
 
 def _prefetch(args: argparse.Namespace) -> int:
@@ -176,13 +180,7 @@ async def _fleet(config: Config, action: str, args: argparse.Namespace) -> int:
 
 def run_fleet(action: str, args: argparse.Namespace) -> int:
     """``cache ls|verify --fleet``: on the shared bucket itself (no engine needed: it is shared)."""
-    config = _config(args)
-    try:
-        return asyncio.run(_fleet(config, action, args))
-    except ApplianceError as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError("cache", str(exc)) from None
+    return _run_cache(_fleet(_config(args), action, args))
 
 
 def run_offline(action: str, args: argparse.Namespace) -> int:
